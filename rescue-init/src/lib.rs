@@ -5,3 +5,6 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod formats;
+pub mod progress;
+pub mod snapshot;
