@@ -485,3 +485,174 @@ impl Drop for TempDir {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::formats::bbolt::build_image;
+
+    /// An etcd-shaped snapshot (`snapshot save` layout: db then sha256) with `keys` revisions.
+    fn synthetic(keys: u64) -> Vec<u8> {
+        let revs: Vec<LeafItem> = (1..=keys)
+            .map(|i| {
+                LeafItem::new(
+                    Revision {
+                        main: i + 1,
+                        sub: 0,
+                    }
+                    .to_key(),
+                    vec![b'x'; 40],
+                )
+            })
+            .collect();
+        let meta = vec![
+            LeafItem::new("consistent_index", 99u64.to_be_bytes().to_vec()),
+            LeafItem::new("term", 7u64.to_be_bytes().to_vec()),
+        ];
+        let members = vec![LeafItem::new(
+            "abc",
+            r#"{"id":2748,"peerURLs":["http://old:2380"],"name":"old"}"#,
+        )];
+        let removed = vec![LeafItem::new("123", "removed")];
+        let mut img = build_image(
+            4096,
+            &[
+                ("key", revs),
+                ("meta", meta),
+                ("members", members),
+                ("members_removed", removed),
+            ],
+        )
+        .expect("build");
+        let sum = Sha256::digest(&img);
+        img.extend_from_slice(&sum);
+        assert_eq!(img.len() % 512, 32);
+        img
+    }
+
+    fn opts(dir: &Path, snap: &Path) -> RestoreOptions {
+        let mut o = RestoreOptions::new(snap);
+        o.data_dir = dir.join("data");
+        o.name = "m1".into();
+        o.initial_cluster = "m1=http://10.1.2.3:2380".into();
+        o.initial_advertise_peer_urls = vec!["http://10.1.2.3:2380".into()];
+        o
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn restores_membership_index_term_and_bump() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let snap = t.path().join("s.db");
+        fs::write(&snap, synthetic(3000)).expect("write");
+        let mut o = opts(t.path(), &snap);
+        o.bump_revision = 1000;
+        o.mark_compacted = true;
+        let r = restore(&o, &mut Progress::hidden()).expect("restore");
+        assert_eq!(r.before.revision, 3001);
+        assert_eq!(r.bumped_to, Some(4001));
+        assert_eq!(r.after.revision, 4001);
+        assert_eq!(r.after.consistent_index, Some(1));
+        assert_eq!(r.after.term, Some(1));
+        assert_eq!(r.after.members.len(), 1);
+        assert_eq!(r.after.members[0].name, "m1");
+        assert_eq!(r.after.members[0].id, r.member_id);
+        // 3000 keys + bump key, meta (index, term, scheduledCompactRev), one member.
+        assert_eq!(r.after.total_key, 3001 + 3 + 1);
+        assert_eq!(entries(t.path()), ["data", "s.db"]);
+        assert_eq!(entries(&o.data_dir.join("member")), ["snap", "wal"]);
+        let wal =
+            fs::metadata(o.data_dir.join("member/wal").join(wal::FIRST_SEGMENT)).expect("wal");
+        assert_eq!(wal.len(), wal::SEGMENT_SIZE);
+    }
+
+    #[test]
+    fn bad_inputs_leave_nothing_behind() {
+        let good = synthetic(500);
+        let mut flipped = good.clone();
+        flipped[3 * 4096 + 100] ^= 1;
+        let truncated = good[..good.len() - 4096].to_vec();
+        let mut wrong_hash = good.clone();
+        let last = wrong_hash.len() - 1;
+        wrong_hash[last] ^= 1;
+        let raw = good[..good.len() - 32].to_vec();
+        let random: Vec<u8> = (0..65536u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+            ("flipped bit", flipped, false, "sha256"),
+            (
+                "flipped bit, unchecked",
+                {
+                    // The last page is the root bucket's: break its page id.
+                    let mut f = good[..good.len() - 32].to_vec();
+                    let last_page = f.len() - 4096;
+                    f[last_page] ^= 0xff;
+                    f
+                },
+                true,
+                "damaged",
+            ),
+            ("truncated", truncated, true, "damaged"),
+            ("wrong trailer", wrong_hash, false, "sha256"),
+            ("raw db without skip", raw, false, "--skip-hash-check"),
+            ("random bytes", random, true, "damaged"),
+            ("empty", Vec::new(), true, "damaged"),
+        ];
+        for (what, bytes, skip, needle) in cases {
+            let t = tempfile::tempdir().expect("tempdir");
+            let snap = t.path().join("s.db");
+            fs::write(&snap, &bytes).expect("write");
+            let mut o = opts(t.path(), &snap);
+            o.skip_hash_check = skip;
+            let err = restore(&o, &mut Progress::hidden()).expect_err(what);
+            let msg = crate::cli::chain(&err);
+            assert!(msg.contains(needle), "{what}: {msg}");
+            assert_eq!(entries(t.path()), ["s.db"], "{what}: left files behind");
+        }
+    }
+
+    #[test]
+    fn refuses_non_empty_data_dir_and_bad_flags() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let snap = t.path().join("s.db");
+        fs::write(&snap, synthetic(10)).expect("write");
+        let o = opts(t.path(), &snap);
+        fs::create_dir(&o.data_dir).expect("mkdir");
+        fs::write(o.data_dir.join("keep"), "old").expect("write");
+        let err = restore(&o, &mut Progress::hidden()).expect_err("non-empty");
+        assert!(matches!(err, SnapshotError::DataDirNotEmpty { .. }));
+        assert_eq!(
+            fs::read_to_string(o.data_dir.join("keep")).expect("kept"),
+            "old"
+        );
+        assert_eq!(entries(t.path()), ["data", "s.db"]);
+        // An empty data dir is fine and gets replaced.
+        fs::remove_file(o.data_dir.join("keep")).expect("rm");
+        restore(&o, &mut Progress::hidden()).expect("empty dir is accepted");
+        let mut bad = opts(t.path(), &snap);
+        bad.data_dir = t.path().join("other");
+        bad.bump_revision = 5;
+        assert!(matches!(
+            restore(&bad, &mut Progress::hidden()),
+            Err(SnapshotError::Flags(_))
+        ));
+        bad.mark_compacted = true;
+        bad.initial_advertise_peer_urls = vec!["http://10.9.9.9:2380".into()];
+        assert!(matches!(
+            restore(&bad, &mut Progress::hidden()),
+            Err(SnapshotError::Cluster(_))
+        ));
+        assert!(!bad.data_dir.exists());
+    }
+}

@@ -19,7 +19,7 @@ pub use page::{
     PAGE_HEADER_SIZE,
 };
 pub use reader::{BucketRoot, Db, ReadAt, Visit, WalkStats};
-pub use writer::{Commit, LeafItem, WriteAt};
+pub use writer::{build_image, Commit, LeafItem, WriteAt};
 
 use thiserror::Error;
 

@@ -279,51 +279,50 @@ impl<'a, R: ReadAt + ?Sized, W: WriteAt> Commit<'a, R, W> {
     }
 }
 
+/// Builds, in memory, a new database holding `buckets` (name, sorted items): the four-page
+/// layout of a fresh bbolt file plus one commit. For tests and fuzzing seeds.
+pub fn build_image(ps: u32, buckets: &[(&str, Vec<LeafItem>)]) -> Result<Vec<u8>, BboltError> {
+    let meta = Meta {
+        magic: super::MAGIC,
+        version: 2,
+        page_size: ps,
+        flags: 0,
+        root: BucketHeader {
+            root: 3,
+            sequence: 0,
+        },
+        freelist: NO_FREELIST,
+        pgid: 4,
+        txid: 1,
+        checksum: 0,
+    };
+    let p = ps as usize;
+    let mut img = vec![0u8; 4 * p];
+    img[..p].copy_from_slice(&Meta { txid: 0, ..meta }.encode_page(0));
+    img[p..2 * p].copy_from_slice(&meta.encode_page(1));
+    img[3 * p..].copy_from_slice(&encode_node(NodeKind::Leaf, 3, &[], p, 0));
+    let db = Db::open(img.clone(), img.len() as u64)?;
+    let out = std::cell::RefCell::new(img.clone());
+    let mut c = Commit::new(&db, &out);
+    let mut values = Vec::new();
+    for (name, items) in buckets {
+        let value = c.bucket_value(items, 0)?;
+        values.push(LeafItem {
+            flags: super::BUCKET_LEAF_FLAG,
+            key: name.as_bytes().to_vec(),
+            value,
+        });
+    }
+    values.sort_by(|a, b| a.key.cmp(&b.key));
+    let meta = c.finish(&values)?;
+    Commit::<Vec<u8>, _>::write_meta(&out, &meta)?;
+    Ok(out.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
-    use std::cell::RefCell;
-
     use super::*;
     use crate::formats::bbolt::{Visit, BUCKET_LEAF_FLAG};
-
-    /// Builds a fresh database image holding `buckets` with the writer itself, starting from the
-    /// four-page layout of a new bbolt file.
-    fn fresh(ps: u32, buckets: &[(&str, Vec<LeafItem>)]) -> Vec<u8> {
-        let meta = Meta {
-            magic: crate::formats::bbolt::MAGIC,
-            version: 2,
-            page_size: ps,
-            flags: 0,
-            root: BucketHeader {
-                root: 3,
-                sequence: 0,
-            },
-            freelist: NO_FREELIST,
-            pgid: 4,
-            txid: 1,
-            checksum: 0,
-        };
-        let mut img = vec![0u8; 4 * ps as usize];
-        img[..ps as usize].copy_from_slice(&Meta { txid: 0, ..meta }.encode_page(0));
-        img[ps as usize..2 * ps as usize].copy_from_slice(&meta.encode_page(1));
-        let empty = encode_node(NodeKind::Leaf, 3, &[], ps as usize, 0);
-        img[3 * ps as usize..].copy_from_slice(&empty);
-        let db = Db::open(img.clone(), img.len() as u64).expect("open fresh");
-        let out = RefCell::new(img.clone());
-        let mut c = Commit::new(&db, &out);
-        let mut values = Vec::new();
-        for (name, items) in buckets {
-            let v = c.bucket_value(items, 0).expect("bucket");
-            values.push(LeafItem {
-                flags: BUCKET_LEAF_FLAG,
-                key: name.as_bytes().to_vec(),
-                value: v,
-            });
-        }
-        let meta = c.finish(&values).expect("finish");
-        Commit::<Vec<u8>, _>::write_meta(&out, &meta).expect("meta");
-        out.into_inner()
-    }
 
     #[derive(Default)]
     struct Collect(Vec<(String, Vec<u8>, Vec<u8>)>);
@@ -352,14 +351,15 @@ mod tests {
                 LeafItem::new("a", vec![1u8; 3 * ps as usize + 5]),
                 LeafItem::new("b", "x"),
             ];
-            let img = fresh(
+            let img = build_image(
                 ps,
                 &[
                     ("big", big.clone()),
                     ("huge", huge.clone()),
                     ("small", items(2, 3)),
                 ],
-            );
+            )
+            .expect("build");
             let db = Db::open(img.clone(), img.len() as u64).expect("open");
             let mut c = Collect::default();
             let stats = db.walk(&mut c).expect("walk");
@@ -381,9 +381,10 @@ mod tests {
     #[test]
     fn append_to_paged_and_inline_buckets() {
         let ps = 512;
-        let img = fresh(ps, &[("key", items(500, 20)), ("tiny", items(1, 1))]);
+        let img =
+            build_image(ps, &[("key", items(500, 20)), ("tiny", items(1, 1))]).expect("build");
         let db = Db::open(img.clone(), img.len() as u64).expect("open");
-        let out = RefCell::new(img.clone());
+        let out = std::cell::RefCell::new(img.clone());
         let mut c = Commit::new(&db, &out);
         let mut values = Vec::new();
         for (name, root) in db.buckets().expect("buckets") {
@@ -416,7 +417,7 @@ mod tests {
 
     #[test]
     fn corruption_is_detected() {
-        let img = fresh(512, &[("key", items(200, 20))]);
+        let img = build_image(512, &[("key", items(200, 20))]).expect("build");
         let db = Db::open(img.clone(), img.len() as u64).expect("open");
         let last_page = db.meta().pgid - 1;
         // Truncated file.
