@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::status::Survey;
 use super::SnapshotError;
-use crate::formats::bbolt::Db;
+use crate::formats::bbolt::{Db, ReadAhead};
 use crate::progress::Progress;
 
 /// What the sha256 trailer check found.
@@ -114,11 +115,46 @@ impl SnapshotFile {
         Ok(HashCheck::Verified)
     }
 
+    /// Verifies the trailer and checks the database structure at the same time (two cores),
+    /// returning the survey of the database. The hash error wins when both fail.
+    pub(crate) fn verify(
+        &self,
+        skip_hash: bool,
+        allow_absent: bool,
+        progress: &mut Progress,
+    ) -> Result<(HashCheck, Db<ReadAhead<&File>>, Survey), SnapshotError> {
+        if self.trailer.is_none() && !skip_hash && !allow_absent {
+            return Err(SnapshotError::MissingHash {
+                path: self.path.clone(),
+            });
+        }
+        let (hash, walked) = std::thread::scope(|s| {
+            let hasher = s.spawn(|| self.check_hash(skip_hash, allow_absent, progress));
+            let walked = self.db().and_then(|db| {
+                let survey = Survey::run(&db, &mut Progress::hidden()).map_err(|source| {
+                    SnapshotError::Corrupt {
+                        path: self.path.clone(),
+                        source,
+                    }
+                })?;
+                Ok((db, survey))
+            });
+            (hasher.join(), walked)
+        });
+        let hash = hash.map_err(|_| {
+            SnapshotError::io("hashing", &self.path)(std::io::Error::other("hash thread failed"))
+        })??;
+        let (db, survey) = walked?;
+        Ok((hash, db, survey))
+    }
+
     /// Opens the database part.
-    pub fn db(&self) -> Result<Db<&File>, SnapshotError> {
-        Db::open(&self.file, self.db_len).map_err(|source| SnapshotError::Corrupt {
-            path: self.path.clone(),
-            source,
+    pub fn db(&self) -> Result<Db<ReadAhead<&File>>, SnapshotError> {
+        Db::open(ReadAhead::new(&self.file, self.db_len), self.db_len).map_err(|source| {
+            SnapshotError::Corrupt {
+                path: self.path.clone(),
+                source,
+            }
         })
     }
 }

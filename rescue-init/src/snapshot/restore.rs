@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::input::{HashCheck, SnapshotFile};
 use super::status::{build_status, Status, Survey};
 use super::SnapshotError;
-use crate::formats::bbolt::{BucketRoot, Commit, Db, LeafItem, BUCKET_LEAF_FLAG};
+use crate::formats::bbolt::{BucketRoot, Commit, Db, LeafItem, ReadAhead, BUCKET_LEAF_FLAG};
 use crate::formats::etcd::schema::{
     Revision, BUCKET_CLUSTER, BUCKET_KEY, BUCKET_MEMBERS, BUCKET_MEMBERS_REMOVED, BUCKET_META,
     META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_TERM,
@@ -97,12 +97,7 @@ pub fn restore(
 
     // 2. Verify the input completely before writing anything.
     let snap = SnapshotFile::open(&opts.snapshot)?;
-    let hash = snap.check_hash(opts.skip_hash_check, false, progress)?;
-    let db = snap.db()?;
-    let survey = Survey::run(&db, progress).map_err(|source| SnapshotError::Corrupt {
-        path: opts.snapshot.clone(),
-        source,
-    })?;
+    let (hash, db, survey) = snap.verify(opts.skip_hash_check, false, progress)?;
     for bucket in [BUCKET_META, BUCKET_KEY] {
         if !survey.has_bucket(bucket) {
             return Err(SnapshotError::NotEtcd {
@@ -169,16 +164,15 @@ pub fn restore(
 
     // Check what we wrote with the same reader, then make it durable and visible.
     let after = {
-        let reread = Db::open(
-            &out,
-            out.metadata()
-                .map_err(SnapshotError::io("reading", &db_path))?
-                .len(),
-        )
-        .map_err(|source| SnapshotError::Write {
-            path: db_path.clone(),
-            source,
-        })?;
+        let len = out
+            .metadata()
+            .map_err(SnapshotError::io("reading", &db_path))?
+            .len();
+        let reread =
+            Db::open(ReadAhead::new(&out, len), len).map_err(|source| SnapshotError::Write {
+                path: db_path.clone(),
+                source,
+            })?;
         let s = Survey::run(&reread, &mut Progress::hidden()).map_err(|source| {
             SnapshotError::Write {
                 path: db_path.clone(),

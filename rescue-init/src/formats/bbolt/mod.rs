@@ -18,7 +18,7 @@ pub use page::{
     BucketHeader, Meta, NodeKind, NodeView, PageHeader, BUCKET_LEAF_FLAG, MAGIC, NO_FREELIST,
     PAGE_HEADER_SIZE,
 };
-pub use reader::{BucketRoot, Db, ReadAt, Visit, WalkStats};
+pub use reader::{BucketRoot, Db, ReadAhead, ReadAt, Visit, WalkStats};
 pub use writer::{build_image, Commit, LeafItem, WriteAt};
 
 use thiserror::Error;

@@ -55,6 +55,59 @@ impl ReadAt for Vec<u8> {
     }
 }
 
+/// A read-ahead window over another [`ReadAt`]: a walk of an etcd database reads pages mostly in
+/// ascending order, so serving them from a window of `WINDOW` bytes turns hundreds of thousands of
+/// page-sized reads into a few thousand large ones. Random reads bypass the window.
+pub struct ReadAhead<R> {
+    inner: R,
+    len: u64,
+    window: std::cell::RefCell<(u64, Vec<u8>)>,
+}
+
+const WINDOW: usize = 1 << 20;
+
+impl<R: ReadAt> ReadAhead<R> {
+    /// Wraps `inner`, whose readable length is `len`.
+    pub fn new(inner: R, len: u64) -> Self {
+        ReadAhead {
+            inner,
+            len,
+            window: std::cell::RefCell::new((0, Vec::new())),
+        }
+    }
+}
+
+impl<R: ReadAt> ReadAt for ReadAhead<R> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut w = self.window.borrow_mut();
+        let (start, data) = &mut *w;
+        let end = *start + data.len() as u64;
+        let want_end = offset.saturating_add(buf.len() as u64);
+        if offset >= *start && want_end <= end {
+            let from = (offset - *start) as usize;
+            buf.copy_from_slice(&data[from..from + buf.len()]);
+            return Ok(());
+        }
+        // Refill when the read continues at or just past the window (a sequential pass); read
+        // anything else directly and remember where it ended, to detect a new sequence.
+        if buf.len() > WINDOW / 2 || offset < *start || offset >= end.saturating_add(WINDOW as u64)
+        {
+            *start = want_end;
+            data.clear();
+            return self.inner.read_exact_at(buf, offset);
+        }
+        let n = (WINDOW as u64).min(self.len.saturating_sub(offset)) as usize;
+        if n < buf.len() {
+            return self.inner.read_exact_at(buf, offset);
+        }
+        data.resize(n, 0);
+        self.inner.read_exact_at(data, offset)?;
+        *start = offset;
+        buf.copy_from_slice(&data[..buf.len()]);
+        Ok(())
+    }
+}
+
 /// Where a bucket's tree lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BucketRoot {
