@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod formats;
+pub mod plan;
 pub mod progress;
 pub mod snapshot;
