@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod exec;
 pub mod formats;
 pub mod plan;
 pub mod progress;
