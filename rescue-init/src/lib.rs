@@ -9,4 +9,5 @@ pub mod exec;
 pub mod formats;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod snapshot;
