@@ -6,5 +6,6 @@
 
 pub mod cli;
 pub mod formats;
+pub mod net;
 pub mod progress;
 pub mod snapshot;
