@@ -159,7 +159,11 @@ impl Lab {
     /// Starts dnsmasq on `s0` with extra options, and waits until it serves DHCP.
     fn start_dnsmasq(&mut self, extra: &[&str]) {
         let log = self.dir.path().join("dnsmasq.log");
-        let range = format!("--dhcp-range={},{},255.255.255.0,1h", self.net(50), self.net(99));
+        let range = format!(
+            "--dhcp-range={},{},255.255.255.0,1h",
+            self.net(50),
+            self.net(99)
+        );
         let mut args: Vec<String> = vec![
             "netns".into(),
             "exec".into(),
@@ -388,7 +392,11 @@ fn static_kernel_and_dracut_forms() {
     assert_eq!(lab.default_route(), Some((gw.clone(), "c0".to_owned())));
     let resolv = ms(&out, "resolv.conf");
     assert!(
-        resolv.contains(&format!("nameserver {}\nnameserver {}\n", lab.net(53), lab.net(54))),
+        resolv.contains(&format!(
+            "nameserver {}\nnameserver {}\n",
+            lab.net(53),
+            lab.net(54)
+        )),
         "{resolv}"
     );
     assert!(
@@ -399,7 +407,10 @@ fn static_kernel_and_dracut_forms() {
 
     // dracut form on the second NIC: prefix length, mtu and a MAC to set.
     let b = format!("10.{}.1.9", lab.n);
-    let cmdline = format!("ip={b}::{}:20:h2:c1:none:1400:02:aa:bb:cc:dd:{:02x}", gw, lab.n);
+    let cmdline = format!(
+        "ip={b}::{}:20:h2:c1:none:1400:02:aa:bb:cc:dd:{:02x}",
+        gw, lab.n
+    );
     let (result, _, _) = lab.client("dracut", &cmdline);
     assert!(result.starts_with("ok"), "client failed: {result}");
     assert_eq!(lab.addrs("c1"), [(b, 20)]);

@@ -505,3 +505,254 @@ fn parse_mtu_mac(v: &str, tail: &[String], p: &mut IpParam) -> Result<(), Cmdlin
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    fn mac(s: &str) -> MacAddr {
+        s.parse().expect("mac")
+    }
+
+    /// (ip= value, expected) for the forms of nfsroot.rst and dracut.cmdline(7).
+    #[test]
+    fn ip_forms() {
+        let base = |a| IpParam::with_autoconf(a);
+        let cases: Vec<(&str, IpParam)> = vec![
+            ("dhcp", base(Autoconf::Dhcp)),
+            ("on", base(Autoconf::Dhcp)),
+            ("any", base(Autoconf::Dhcp)),
+            ("single-dhcp", base(Autoconf::Dhcp)),
+            ("off", base(Autoconf::Off)),
+            ("none", base(Autoconf::Off)),
+            ("dhcp6", base(Autoconf::Dhcp6)),
+            ("auto6", base(Autoconf::Auto6)),
+            ("either6", base(Autoconf::Auto6)),
+            ("ibft", base(Autoconf::Ibft)),
+            ("bootp", base(Autoconf::BootpRarp)),
+            ("dhcp,01,aabbcc", base(Autoconf::Dhcp)),
+            (
+                "eth0:dhcp",
+                IpParam {
+                    device: Some("eth0".into()),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+            (
+                "enp1s0:dhcp:9000",
+                IpParam {
+                    device: Some("enp1s0".into()),
+                    mtu: Some(9000),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+            (
+                "eth1:on::52:54:00:12:34:56",
+                IpParam {
+                    device: Some("eth1".into()),
+                    mac: Some(mac("52:54:00:12:34:56")),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+            (
+                "eth1:dhcp:1500:52-54-00-12-34-57",
+                IpParam {
+                    device: Some("eth1".into()),
+                    mtu: Some(1500),
+                    mac: Some(mac("52:54:00:12:34:57")),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+            // Kernel: all ten fields.
+            (
+                "10.0.0.5:10.0.0.1:10.0.0.254:255.255.255.0:node1:eth0:off:10.0.0.53:10.0.0.54:10.0.0.123",
+                IpParam {
+                    client: Some(ip("10.0.0.5")),
+                    peer: Some(ip("10.0.0.1")),
+                    gateway: Some(ip("10.0.0.254")),
+                    prefix: Some(24),
+                    hostname: Some("node1".into()),
+                    device: Some("eth0".into()),
+                    dns: vec![ip("10.0.0.53"), ip("10.0.0.54")],
+                    ntp: vec![ip("10.0.0.123")],
+                    ..base(Autoconf::Off)
+                },
+            ),
+            // pxelinux IPAPPEND 1: four fields, empty autoconf with a client address = static.
+            (
+                "192.168.1.20:192.168.1.1:192.168.1.1:255.255.255.0",
+                IpParam {
+                    client: Some(ip("192.168.1.20")),
+                    peer: Some(ip("192.168.1.1")),
+                    gateway: Some(ip("192.168.1.1")),
+                    prefix: Some(24),
+                    ..base(Autoconf::Off)
+                },
+            ),
+            // Kernel: only a device, autoconf empty → DHCP on it.
+            (
+                ":::::eth2:",
+                IpParam {
+                    device: Some("eth2".into()),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+            (
+                ":::::eth2:none",
+                IpParam {
+                    device: Some("eth2".into()),
+                    ..base(Autoconf::Off)
+                },
+            ),
+            // dracut: prefix length as netmask, mtu and a MAC spread over six fields.
+            (
+                "10.1.2.3::10.1.2.1:20:h:bootnet:none:1400:02:aa:bb:cc:dd:ee",
+                IpParam {
+                    client: Some(ip("10.1.2.3")),
+                    gateway: Some(ip("10.1.2.1")),
+                    prefix: Some(20),
+                    hostname: Some("h".into()),
+                    device: Some("bootnet".into()),
+                    mtu: Some(1400),
+                    mac: Some(mac("02:aa:bb:cc:dd:ee")),
+                    ..base(Autoconf::Off)
+                },
+            ),
+            // dracut: dns1/dns2 tail, IPv6 in brackets, peer with /len.
+            (
+                "[2001:db8::5]:[2001:db8::1]/64:[2001:db8::fe]:64::eth0:none:[2001:db8::53]:192.0.2.53",
+                IpParam {
+                    client: Some(ip("2001:db8::5")),
+                    peer: Some(ip("2001:db8::1")),
+                    gateway: Some(ip("2001:db8::fe")),
+                    prefix: Some(64),
+                    device: Some("eth0".into()),
+                    dns: vec![ip("2001:db8::53"), ip("192.0.2.53")],
+                    ..base(Autoconf::Off)
+                },
+            ),
+            // Static with dhcp autoconf: the address field is a hint only.
+            (
+                "10.9.9.9::::myhost:eth0:dhcp",
+                IpParam {
+                    client: Some(ip("10.9.9.9")),
+                    hostname: Some("myhost".into()),
+                    device: Some("eth0".into()),
+                    ..base(Autoconf::Dhcp)
+                },
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_ip(input), Ok(want), "ip={input}");
+        }
+    }
+
+    #[test]
+    fn ip_errors() {
+        for bad in [
+            "",
+            "bogus",
+            "10.0.0.300::::::off",
+            "10.0.0.5::10.0.0.1:255.0.255.0::eth0:off",
+            "10.0.0.5::10.0.0.1:33::eth0:off",
+            "10.0.0.5::::h:eth0:sometimes",
+            "[2001:db8::5:::::eth0:none",
+            "eth0:dhcp:12",
+            "eth0:dhcp:1500:52:54:00",
+            "10.0.0.5::::h:eth0:none:1500:zz:zz:zz:zz:zz:zz",
+        ] {
+            let e = parse_ip(bad).expect_err(bad);
+            assert!(e.to_string().starts_with("ip="), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn classful_default_mask() {
+        let p = parse_ip("10.1.2.3::::::off").expect("parse");
+        assert_eq!(p.ipv4_prefix(), Some(8));
+        assert_eq!(classful_prefix(Ipv4Addr::new(172, 16, 0, 1)), 16);
+        assert_eq!(classful_prefix(Ipv4Addr::new(192, 168, 0, 1)), 24);
+        let p = parse_ip("10.1.2.3:::255.255.0.0:::off").expect("parse");
+        assert_eq!(p.ipv4_prefix(), Some(16));
+    }
+
+    #[test]
+    fn whole_cmdline() {
+        let c = NetConfig::from_cmdline(
+            "BOOT_IMAGE=/vmlinuz console=ttyS0 ip=eth0:dhcp ip=10.0.1.5:::24::eth1:none \
+             nameserver=192.0.2.1 nameserver=[2001:db8::53] BOOTIF=01-52-54-00-AB-CD-EF \
+             rd.neednet rd.peerdns=0 rd.net.timeout.carrier=7 rescue.net.timeout=9 vlan=v5:eth0 \
+             rescue.source=\"http://x/a b\"",
+        )
+        .expect("parse");
+        assert_eq!(c.ips.len(), 2);
+        assert_eq!(c.ips[1].client, Some(ip("10.0.1.5")));
+        assert_eq!(c.nameservers, [ip("192.0.2.1"), ip("2001:db8::53")]);
+        assert_eq!(c.bootif, Some(mac("52:54:00:ab:cd:ef")));
+        assert!(c.need_net);
+        assert!(!c.peer_dns);
+        assert_eq!(c.carrier_timeout, Duration::from_secs(7));
+        assert_eq!(c.dhcp_timeout, Duration::from_secs(9));
+        assert_eq!(c.ignored, ["vlan=v5:eth0"]);
+        assert!(c.wanted());
+    }
+
+    #[test]
+    fn wanted_and_switches() {
+        let w = |s: &str| NetConfig::from_cmdline(s).expect(s).wanted();
+        assert!(!w("console=ttyS0"));
+        assert!(!w("ip=off"));
+        assert!(!w("rd.neednet=0"));
+        assert!(w("rd.neednet=1"));
+        assert!(w("ip=dhcp"));
+        assert!(w("rescue.net=on"));
+        assert!(!w("ip=dhcp BOOTIF=01-52-54-00-ab-cd-ef rescue.net=off"));
+        let c = NetConfig::from_cmdline("BOOTIF=01-52-54-00-ab-cd-ef rd.bootif=0").expect("parse");
+        assert_eq!(c.bootif, None);
+        assert_eq!(
+            NetConfig::default().dhcp_timeout,
+            DEFAULT_DHCP_TIMEOUT,
+            "default timeout"
+        );
+    }
+
+    #[test]
+    fn cmdline_errors() {
+        for bad in [
+            "nameserver=dns.example",
+            "BOOTIF=01-52-54-00",
+            "rd.neednet=maybe",
+            "rescue.net=auto",
+            "rescue.net.timeout=0",
+            "rd.net.timeout.dhcp=x",
+            "ip=eth0:dhcp:9",
+        ] {
+            assert!(NetConfig::from_cmdline(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_respects_quotes() {
+        assert_eq!(
+            split_cmdline("  a=1 b=\"x y\"  \"c=3 4\" d "),
+            ["a=1", "b=x y", "c=3 4", "d"]
+        );
+    }
+
+    #[test]
+    fn mac_text() {
+        assert_eq!(mac("AA-bb-CC-dd-EE-ff").to_string(), "aa:bb:cc:dd:ee:ff");
+        for bad in [
+            "aa:bb:cc:dd:ee",
+            "aa:bb:cc:dd:ee:ff:00",
+            "aab:b:cc:dd:ee:ff",
+            "gg:bb:cc:dd:ee:ff",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+}

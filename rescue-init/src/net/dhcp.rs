@@ -458,3 +458,279 @@ pub fn obtain_lease<T: DhcpTransport + ?Sized>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAC: MacAddr = MacAddr([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+    const SERVER: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+    const OFFERED: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+
+    fn params(timeout_ms: u64) -> ClientParams {
+        ClientParams {
+            ifname: "eth0".into(),
+            mac: MAC,
+            hostname: Some("rescue".into()),
+            timeout: Duration::from_millis(timeout_ms),
+            xid: 0x1234_5678,
+        }
+    }
+
+    #[test]
+    fn discover_wire_format() {
+        let b = discover(&params(1000), 3).encode();
+        assert!(b.len() >= 300, "BOOTP minimum size");
+        assert_eq!(&b[0..4], &[1, 1, 6, 0], "op, htype, hlen, hops");
+        assert_eq!(&b[4..8], &[0x12, 0x34, 0x56, 0x78], "xid");
+        assert_eq!(&b[8..10], &[0, 3], "secs");
+        assert_eq!(&b[10..12], &[0x80, 0], "broadcast flag");
+        assert_eq!(&b[28..34], &MAC.0, "chaddr");
+        assert_eq!(&b[236..240], &MAGIC);
+        // First option: message type DISCOVER.
+        assert_eq!(&b[240..243], &[OPT_MSG_TYPE, 1, 1]);
+        let m = Message::decode(&b).expect("decode");
+        assert_eq!(m.message_type(), Some(MessageType::Discover));
+        assert_eq!(m.option(OPT_PARAM_LIST), Some(&REQUESTED_OPTIONS[..]));
+        assert_eq!(m.option(OPT_HOSTNAME), Some(&b"rescue"[..]));
+        assert_eq!(
+            m.option(OPT_CLIENT_ID),
+            Some(&[1, 0x52, 0x54, 0, 0x12, 0x34, 0x56][..])
+        );
+        let r = request(&params(1000), 0, OFFERED, SERVER);
+        let r = Message::decode(&r.encode()).expect("decode");
+        assert_eq!(r.message_type(), Some(MessageType::Request));
+        assert_eq!(r.option(OPT_REQUESTED_IP), Some(&OFFERED.octets()[..]));
+        assert_eq!(r.option(OPT_SERVER_ID), Some(&SERVER.octets()[..]));
+    }
+
+    #[test]
+    fn roundtrip_and_long_options() {
+        let long = vec![7u8; 300];
+        let m = Message::request(9, MAC)
+            .with(OPT_MSG_TYPE, [5])
+            .with(OPT_DNS, [1, 1, 1, 1, 8, 8, 8, 8])
+            .with(120, long.clone());
+        let back = Message::decode(&m.encode()).expect("decode");
+        assert_eq!(back, m, "a 300-byte option is split and joined again");
+        assert_eq!(back.option(120).map(<[u8]>::len), Some(300));
+    }
+
+    #[test]
+    fn decode_rejects_damage() {
+        let good = discover(&params(1000), 0).encode();
+        assert!(matches!(
+            Message::decode(&good[..100]),
+            Err(DhcpError::Short { len: 100 })
+        ));
+        let mut nomagic = good.clone();
+        nomagic[236] = 0;
+        assert!(matches!(Message::decode(&nomagic), Err(DhcpError::NoMagic)));
+        // An option whose length runs past the end.
+        let mut cut = good[..240].to_vec();
+        cut.extend_from_slice(&[OPT_DNS, 8, 1, 2, 3]);
+        assert!(matches!(
+            Message::decode(&cut),
+            Err(DhcpError::BadOption { code: OPT_DNS })
+        ));
+        // A missing END is tolerated; truncated tails of PAD too.
+        let mut noend = good[..240].to_vec();
+        noend.extend_from_slice(&[OPT_MSG_TYPE, 1, 2]);
+        assert!(Message::decode(&noend).is_ok());
+    }
+
+    #[test]
+    fn lease_fields_and_defaults() {
+        let ack = Message {
+            op: 2,
+            yiaddr: OFFERED,
+            ..Message::request(1, MAC)
+        }
+        .with(OPT_MSG_TYPE, [5])
+        .with(OPT_SUBNET_MASK, [255, 255, 252, 0])
+        .with(OPT_ROUTER, [10, 0, 2, 2, 10, 0, 2, 3])
+        .with(OPT_DNS, [10, 0, 2, 3])
+        .with(OPT_HOSTNAME, *b"node\0")
+        .with(OPT_DOMAIN, *b"lab")
+        .with(OPT_LEASE_TIME, 86400u32.to_be_bytes())
+        .with(OPT_MTU, 1450u16.to_be_bytes());
+        let l = Lease::from_ack(&ack, SERVER);
+        assert_eq!(l.prefix, 22);
+        assert_eq!(l.routers.len(), 2);
+        assert_eq!(l.dns, [Ipv4Addr::new(10, 0, 2, 3)]);
+        assert_eq!(l.hostname.as_deref(), Some("node"));
+        assert_eq!(l.domain.as_deref(), Some("lab"));
+        assert_eq!(l.lease_secs, Some(86400));
+        assert_eq!(l.mtu, Some(1450));
+        assert_eq!(l.server_id, SERVER);
+        // No mask, router or DNS (QEMU restrict=on style): classful mask, empty lists.
+        let bare = Message {
+            op: 2,
+            yiaddr: Ipv4Addr::new(192, 168, 7, 9),
+            ..Message::request(1, MAC)
+        }
+        .with(OPT_MSG_TYPE, [5]);
+        let l = Lease::from_ack(&bare, SERVER);
+        assert_eq!((l.prefix, l.routers.len(), l.dns.len()), (24, 0, 0));
+    }
+
+    /// An in-memory DHCP server on a virtual clock: answers as RFC 2131 says, except that it
+    /// stays silent for the first `drop` messages and NAKs the first `nak` requests.
+    struct Server {
+        t0: Instant,
+        clock: Duration,
+        drop: u32,
+        nak: u32,
+        sent_at: Vec<(Duration, MessageType)>,
+        queue: Vec<Vec<u8>>,
+        noise: bool,
+    }
+
+    impl Server {
+        fn new(drop: u32, nak: u32) -> Server {
+            Server {
+                t0: Instant::now(),
+                clock: Duration::ZERO,
+                drop,
+                nak,
+                sent_at: Vec::new(),
+                queue: Vec::new(),
+                noise: false,
+            }
+        }
+
+        fn reply(&self, req: &Message, kind: u8) -> Vec<u8> {
+            Message {
+                op: 2,
+                flags: req.flags,
+                yiaddr: if kind == 6 {
+                    Ipv4Addr::UNSPECIFIED
+                } else {
+                    OFFERED
+                },
+                ..Message::request(req.xid, req.chaddr)
+            }
+            .with(OPT_MSG_TYPE, [kind])
+            .with(OPT_SERVER_ID, SERVER.octets())
+            .with(OPT_SUBNET_MASK, [255, 255, 255, 0])
+            .encode()
+        }
+    }
+
+    impl DhcpTransport for Server {
+        fn send(&mut self, msg: &[u8]) -> io::Result<()> {
+            let m = Message::decode(msg).map_err(|e| io::Error::other(e.to_string()))?;
+            let kind = m
+                .message_type()
+                .ok_or_else(|| io::Error::other("no type"))?;
+            self.sent_at.push((self.clock, kind));
+            if self.noise {
+                // Another client's traffic and garbage arrive first.
+                self.queue.push(vec![1, 2, 3]);
+                let mut other = m.clone();
+                other.xid ^= 1;
+                self.queue.push(self.reply(&other, 2));
+            }
+            if self.drop > 0 {
+                self.drop -= 1;
+                return Ok(());
+            }
+            let answer = match kind {
+                MessageType::Discover => 2,
+                MessageType::Request if self.nak > 0 => {
+                    self.nak -= 1;
+                    6
+                }
+                MessageType::Request => 5,
+                _ => return Ok(()),
+            };
+            self.queue.push(self.reply(&m, answer));
+            Ok(())
+        }
+
+        fn recv(&mut self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+            if self.queue.is_empty() {
+                self.clock += timeout;
+                return Ok(None);
+            }
+            let m = self.queue.remove(0);
+            buf[..m.len()].copy_from_slice(&m);
+            self.clock += Duration::from_millis(1);
+            Ok(Some(m.len()))
+        }
+
+        fn now(&self) -> Instant {
+            self.t0 + self.clock
+        }
+    }
+
+    fn kinds(s: &Server) -> Vec<MessageType> {
+        s.sent_at.iter().map(|(_, k)| *k).collect()
+    }
+
+    #[test]
+    fn exchange_happy_path() {
+        let mut s = Server::new(0, 0);
+        let l = obtain_lease(&mut s, &params(5000)).expect("lease");
+        assert_eq!((l.address, l.prefix, l.server_id), (OFFERED, 24, SERVER));
+        assert_eq!(kinds(&s), [MessageType::Discover, MessageType::Request]);
+    }
+
+    #[test]
+    fn retransmits_with_backoff() {
+        let mut s = Server::new(3, 0);
+        obtain_lease(&mut s, &params(20_000)).expect("lease");
+        let times: Vec<u128> = s.sent_at.iter().map(|(t, _)| t.as_millis()).collect();
+        // Discovers at 0, 0.5, 1.5, 3.5 s (0.5, 1, 2 s apart), then the request 1 ms later.
+        assert_eq!(times, [0, 500, 1500, 3500, 3501]);
+    }
+
+    #[test]
+    fn nak_restarts_from_discover() {
+        let mut s = Server::new(0, 1);
+        obtain_lease(&mut s, &params(5000)).expect("lease");
+        use MessageType::*;
+        assert_eq!(kinds(&s), [Discover, Request, Discover, Request]);
+    }
+
+    #[test]
+    fn foreign_replies_and_garbage_are_skipped() {
+        let mut s = Server::new(0, 0);
+        s.noise = true;
+        let l = obtain_lease(&mut s, &params(5000)).expect("lease");
+        assert_eq!(l.address, OFFERED);
+        assert_eq!(s.sent_at.len(), 2, "no retransmission caused by noise");
+    }
+
+    #[test]
+    fn silent_network_times_out_at_the_bound() {
+        let mut s = Server::new(u32::MAX, 0);
+        let e = obtain_lease(&mut s, &params(10_000)).expect_err("no server");
+        match &e {
+            DhcpError::Timeout {
+                ifname,
+                secs,
+                discovers,
+                offers,
+                ..
+            } => {
+                assert_eq!(ifname, "eth0");
+                assert!((10.0..10.01).contains(secs), "{secs}");
+                // 0, .5, 1.5, 3.5, 7.5 s.
+                assert_eq!((*discovers, *offers), (5, 0));
+            }
+            other => panic!("unexpected {other}"),
+        }
+        assert!(
+            e.to_string()
+                .starts_with("no dhcp lease on eth0 within 10.0 s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn retry_schedule() {
+        let d: Vec<u128> = (0..6).map(|i| retry_delay(i).as_millis()).collect();
+        assert_eq!(d, [500, 1000, 2000, 4000, 4000, 4000]);
+    }
+}

@@ -565,3 +565,171 @@ fn dhcp_one(
         elapsed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(name: &str, index: u32, mac: Option<[u8; 6]>) -> Link {
+        Link {
+            name: name.into(),
+            index,
+            mac: mac.map(MacAddr),
+            loopback: name == "lo",
+            up: false,
+            running: false,
+        }
+    }
+
+    fn links() -> Vec<Link> {
+        vec![
+            link("lo", 1, None),
+            link("eth0", 2, Some([2, 0, 0, 0, 0, 1])),
+            link("eth1", 3, Some([2, 0, 0, 0, 0, 2])),
+        ]
+    }
+
+    fn plan_of(cmdline: &str, links: &[Link]) -> Result<Plan, NetError> {
+        plan(&NetConfig::from_cmdline(cmdline).expect(cmdline), links)
+    }
+
+    fn cands(p: &Plan) -> Vec<Vec<String>> {
+        p.steps.iter().map(|s| s.candidates.clone()).collect()
+    }
+
+    #[test]
+    fn dhcp_candidates() {
+        // ip=dhcp without BOOTIF: every NIC in index order, lo never.
+        let p = plan_of("ip=dhcp", &links()).expect("plan");
+        assert_eq!(cands(&p), [["eth0", "eth1"]]);
+        assert_eq!(p.steps[0].method, Method::Dhcp);
+        assert_eq!(p.route_dev, None);
+        // BOOTIF picks the PXE NIC, which also owns the default route.
+        let p = plan_of("ip=dhcp BOOTIF=01-02-00-00-00-00-02", &links()).expect("plan");
+        assert_eq!(cands(&p), [["eth1"]]);
+        assert_eq!(p.route_dev.as_deref(), Some("eth1"));
+        // rd.neednet alone with BOOTIF: DHCP on that NIC.
+        let p = plan_of("rd.neednet=1 BOOTIF=02:00:00:00:00:01", &links()).expect("plan");
+        assert_eq!(cands(&p), [["eth0"]]);
+        // Nothing asked: nothing planned.
+        assert!(plan_of("BOOTIF=01-02-00-00-00-00-02", &links())
+            .expect("plan")
+            .steps
+            .is_empty());
+        assert!(plan_of("ip=dhcp rescue.net=off", &links())
+            .expect("plan")
+            .steps
+            .is_empty());
+    }
+
+    #[test]
+    fn several_ip_lines_and_bootdev() {
+        let p = plan_of(
+            "ip=eth0:dhcp ip=10.0.0.2::10.0.0.1:24::eth1:none bootdev=eth1",
+            &links(),
+        )
+        .expect("plan");
+        assert_eq!(cands(&p), [["eth0"], ["eth1"]]);
+        assert_eq!(
+            p.steps[1].method,
+            Method::Static {
+                address: Ipv4Addr::new(10, 0, 0, 2),
+                prefix: 24,
+                gateway: Some(Ipv4Addr::new(10, 0, 0, 1)),
+            }
+        );
+        assert_eq!(p.route_dev.as_deref(), Some("eth1"));
+    }
+
+    #[test]
+    fn static_needs_a_device_when_ambiguous() {
+        let e = plan_of("ip=10.0.0.2::10.0.0.1:255.255.255.0", &links()).expect_err("ambiguous");
+        assert!(matches!(e, NetError::Ambiguous { .. }), "{e}");
+        assert!(e.to_string().contains("eth0, eth1"), "{e}");
+        // One NIC only: it is used. BOOTIF disambiguates too.
+        let one = &links()[..2];
+        let p = plan_of("ip=10.0.0.2::10.0.0.1:255.255.255.0", one).expect("plan");
+        assert_eq!(cands(&p), [["eth0"]]);
+        let p = plan_of("ip=10.0.0.2:::24 BOOTIF=01-02-00-00-00-00-02", &links()).expect("plan");
+        assert_eq!(cands(&p), [["eth1"]]);
+        // A class A address without a mask gets /8, as in the kernel.
+        let p = plan_of("ip=10.0.0.2::::::off", one).expect("plan");
+        assert!(matches!(
+            p.steps[0].method,
+            Method::Static { prefix: 8, .. }
+        ));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let cases = [
+            (
+                "ip=eth7:dhcp",
+                "interface eth7 named by the command line does not exist (have: eth0, eth1)",
+            ),
+            (
+                "ip=dhcp BOOTIF=01-02-00-00-00-00-09",
+                "no interface has the PXE boot MAC 02:00:00:00:00:09",
+            ),
+            ("ip=eth0:dhcp6", "dhcp6 is not supported"),
+            (
+                "ip=[2001:db8::2]::::::none",
+                "a static IPv6 address is not supported",
+            ),
+            ("ip=ibft", "ibft is not supported"),
+        ];
+        for (cmdline, want) in cases {
+            let e = plan_of(cmdline, &links()).expect_err(cmdline);
+            assert!(e.to_string().contains(want), "{cmdline}: {e}");
+        }
+        let e = plan_of("ip=dhcp", &links()[..1]).expect_err("no nic");
+        assert!(matches!(e, NetError::NoLinks));
+    }
+
+    #[test]
+    fn link_only_and_off() {
+        let p = plan_of("ip=:::::eth1:none ip=eth0:dhcp", &links()).expect("plan");
+        assert_eq!(p.steps[0].method, Method::LinkOnly);
+        assert!(plan_of("ip=off rd.neednet=0", &links())
+            .expect("plan")
+            .steps
+            .is_empty());
+    }
+
+    #[test]
+    fn state_renders_resolver_files() {
+        let s = NetState {
+            interfaces: vec![Configured {
+                ifname: "eth0".into(),
+                mac: None,
+                address: Some(Ipv4Addr::new(10, 0, 2, 15)),
+                prefix: 24,
+                gateway: None,
+                default_route: false,
+                source: Source::Static,
+                elapsed: Duration::ZERO,
+            }],
+            nameservers: vec!["10.0.2.3".parse().expect("ip")],
+            hostname: Some("cp1".into()),
+            domain: Some("k8s.lab".into()),
+        };
+        assert_eq!(
+            s.resolv_conf(),
+            "# written by rescue-init\nsearch k8s.lab\nnameserver 10.0.2.3\noptions timeout:2 attempts:2\n"
+        );
+        assert!(
+            s.hosts().ends_with("10.0.2.15\tcp1.k8s.lab cp1\n"),
+            "{}",
+            s.hosts()
+        );
+    }
+
+    #[test]
+    fn subnet_check() {
+        let a = Ipv4Addr::new(10, 1, 2, 3);
+        assert!(same_subnet(a, Ipv4Addr::new(10, 1, 2, 254), 24));
+        assert!(!same_subnet(a, Ipv4Addr::new(10, 1, 3, 1), 24));
+        assert!(!same_subnet(a, Ipv4Addr::new(10, 1, 2, 1), 32));
+        assert!(same_subnet(a, Ipv4Addr::new(99, 9, 9, 9), 0));
+    }
+}

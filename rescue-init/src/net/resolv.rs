@@ -59,3 +59,54 @@ fn valid_name(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("ip")
+    }
+
+    #[test]
+    fn resolv_order_dedup_and_limit() {
+        let text = resolv_conf(
+            &[
+                ip("192.0.2.1"),
+                ip("0.0.0.0"),
+                ip("192.0.2.1"),
+                ip("2001:db8::53"),
+                ip("192.0.2.2"),
+                ip("192.0.2.3"),
+            ],
+            Some("example.org"),
+        );
+        assert_eq!(
+            text,
+            "# written by rescue-init\nsearch example.org\nnameserver 192.0.2.1\n\
+             nameserver 2001:db8::53\nnameserver 192.0.2.2\noptions timeout:2 attempts:2\n"
+        );
+    }
+
+    #[test]
+    fn resolv_without_servers_and_hostile_domain() {
+        let text = resolv_conf(&[], Some("evil\nnameserver 6.6.6.6"));
+        assert!(!text.contains("nameserver"), "{text}");
+        assert!(!text.contains("search"), "{text}");
+    }
+
+    #[test]
+    fn hosts_variants() {
+        let base = "# written by rescue-init\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+        assert_eq!(hosts(None, None, None), base);
+        assert_eq!(
+            hosts(Some("node"), None, Some(Ipv4Addr::new(10, 0, 0, 5))),
+            format!("{base}10.0.0.5\tnode\n")
+        );
+        assert_eq!(
+            hosts(Some("node.a.b"), Some("ignored.c"), None),
+            format!("{base}127.0.1.1\tnode.a.b node\n")
+        );
+        assert_eq!(hosts(Some("bad name"), None, None), base);
+    }
+}
