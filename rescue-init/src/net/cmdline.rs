@@ -272,10 +272,9 @@ impl NetConfig {
             RescueNet::On => true,
             RescueNet::Default => {
                 self.need_net
-                    || self
-                        .ips
-                        .iter()
-                        .any(|p| p.autoconf != Autoconf::Off || p.client.is_some())
+                    || self.ips.iter().any(|p| {
+                        p.autoconf != Autoconf::Off || p.client.is_some() || p.device.is_some()
+                    })
             }
         }
     }
@@ -454,9 +453,6 @@ pub fn parse_ip(v: &str) -> Result<IpParam, CmdlineError> {
             Autoconf::parse(s).ok_or_else(|| invalid("ip", v, format!("unknown autoconf {s:?}")))?
         }
     };
-    if p.autoconf == Autoconf::Off && p.client.is_none() && p.device.is_some() {
-        // `ip=:::::eth0:none` brings eth0 up without addresses: allowed.
-    }
     let tail = if f.len() > 7 { &f[7..] } else { &[][..] };
     if let Some(first) = tail.first() {
         if parse_addr(first).is_some() {
@@ -710,6 +706,7 @@ mod tests {
         assert!(w("rd.neednet=1"));
         assert!(w("ip=dhcp"));
         assert!(w("rescue.net=on"));
+        assert!(w("ip=:::::eth1:none"), "a link to bring up without address");
         assert!(!w("ip=dhcp BOOTIF=01-52-54-00-ab-cd-ef rescue.net=off"));
         let c = NetConfig::from_cmdline("BOOTIF=01-52-54-00-ab-cd-ef rd.bootif=0").expect("parse");
         assert_eq!(c.bootif, None);

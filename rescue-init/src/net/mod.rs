@@ -241,6 +241,11 @@ pub fn plan(cfg: &NetConfig, links: &[Link]) -> Result<Plan, NetError> {
     })
 }
 
+/// [`bring_up`] on the running kernel from a whole command line (`/proc/cmdline`).
+pub fn bring_up_cmdline(cmdline: &str) -> Result<NetState, NetError> {
+    bring_up(&NetConfig::from_cmdline(cmdline)?, &LinuxNet)
+}
+
 /// Where an interface's configuration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

@@ -68,8 +68,7 @@ fn ioctl(fd: &OwnedFd, req: libc::c_ulong, arg: *mut libc::c_void) -> io::Result
     }
 }
 
-fn ifreq_ioctl(name: &str, req: libc::c_ulong, r: &mut libc::ifreq) -> io::Result<()> {
-    let _ = name;
+fn ifreq_ioctl(req: libc::c_ulong, r: &mut libc::ifreq) -> io::Result<()> {
     let fd = inet_socket()?;
     ioctl(&fd, req, (r as *mut libc::ifreq).cast())
 }
@@ -93,7 +92,7 @@ fn prefix_mask(prefix: u8) -> Ipv4Addr {
 
 fn flags(name: &str) -> io::Result<libc::c_short> {
     let mut r = ifreq(name)?;
-    ifreq_ioctl(name, libc::SIOCGIFFLAGS, &mut r)?;
+    ifreq_ioctl(libc::SIOCGIFFLAGS, &mut r)?;
     // SAFETY: SIOCGIFFLAGS filled ifru_flags.
     Ok(unsafe { r.ifr_ifru.ifru_flags })
 }
@@ -101,7 +100,7 @@ fn flags(name: &str) -> io::Result<libc::c_short> {
 fn link_info(name: &str, index: u32) -> io::Result<Link> {
     let f = flags(name)?;
     let mut r = ifreq(name)?;
-    ifreq_ioctl(name, libc::SIOCGIFHWADDR, &mut r)?;
+    ifreq_ioctl(libc::SIOCGIFHWADDR, &mut r)?;
     // SAFETY: SIOCGIFHWADDR filled ifru_hwaddr.
     let hw = unsafe { r.ifr_ifru.ifru_hwaddr };
     let mac = (hw.sa_family == ARPHRD_ETHER).then(|| {
@@ -173,13 +172,13 @@ impl NetSys for LinuxNet {
         let mut r = ifreq(name).map_err(sys_err("SIOCSIFFLAGS", name))?;
         // IFF_UP (0x1) fits in the short.
         r.ifr_ifru.ifru_flags = f | libc::IFF_UP as libc::c_short;
-        ifreq_ioctl(name, libc::SIOCSIFFLAGS, &mut r).map_err(sys_err("SIOCSIFFLAGS", name))
+        ifreq_ioctl(libc::SIOCSIFFLAGS, &mut r).map_err(sys_err("SIOCSIFFLAGS", name))
     }
 
     fn set_mtu(&self, name: &str, mtu: u32) -> Result<(), NetError> {
         let mut r = ifreq(name).map_err(sys_err("SIOCSIFMTU", name))?;
         r.ifr_ifru.ifru_mtu = libc::c_int::try_from(mtu).unwrap_or(libc::c_int::MAX);
-        ifreq_ioctl(name, libc::SIOCSIFMTU, &mut r).map_err(sys_err("SIOCSIFMTU", name))
+        ifreq_ioctl(libc::SIOCSIFMTU, &mut r).map_err(sys_err("SIOCSIFMTU", name))
     }
 
     fn set_mac(&self, name: &str, mac: MacAddr) -> Result<(), NetError> {
@@ -192,16 +191,16 @@ impl NetSys for LinuxNet {
             sa_family: ARPHRD_ETHER,
             sa_data: data,
         };
-        ifreq_ioctl(name, libc::SIOCSIFHWADDR, &mut r).map_err(sys_err("SIOCSIFHWADDR", name))
+        ifreq_ioctl(libc::SIOCSIFHWADDR, &mut r).map_err(sys_err("SIOCSIFHWADDR", name))
     }
 
     fn set_ipv4(&self, name: &str, addr: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
         let mut r = ifreq(name).map_err(sys_err("SIOCSIFADDR", name))?;
         r.ifr_ifru.ifru_addr = sockaddr_v4(addr);
-        ifreq_ioctl(name, libc::SIOCSIFADDR, &mut r).map_err(sys_err("SIOCSIFADDR", name))?;
+        ifreq_ioctl(libc::SIOCSIFADDR, &mut r).map_err(sys_err("SIOCSIFADDR", name))?;
         let mut r = ifreq(name).map_err(sys_err("SIOCSIFNETMASK", name))?;
         r.ifr_ifru.ifru_netmask = sockaddr_v4(prefix_mask(prefix));
-        ifreq_ioctl(name, libc::SIOCSIFNETMASK, &mut r).map_err(sys_err("SIOCSIFNETMASK", name))
+        ifreq_ioctl(libc::SIOCSIFNETMASK, &mut r).map_err(sys_err("SIOCSIFNETMASK", name))
     }
 
     fn add_route(
