@@ -108,8 +108,7 @@ fn json(args: &[&str]) -> serde_json::Value {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Two namespaces, `srv` and `cli`, joined by veth `s0` (10.N.0.1/24, server side) ↔ `c0`
-/// (client side, down, MAC 02:00:00:00:N:01), and a second pair `s1` ↔ `c1` with nothing
-/// serving on it.
+/// (client side, down, MAC 02:00:00:00:N:01), and a second pair `s1` (10.N.1.1/24) ↔ `c1`.
 struct Lab {
     n: u32,
     srv: String,
@@ -142,6 +141,8 @@ impl Lab {
         ]);
         let addr = format!("10.{n}.0.1/24");
         run(&["-n", &lab.srv, "addr", "add", &addr, "dev", "s0"]);
+        let addr = format!("10.{n}.1.1/24");
+        run(&["-n", &lab.srv, "addr", "add", &addr, "dev", "s1"]);
         for dev in ["lo", "s0", "s1"] {
             run(&["-n", &lab.srv, "link", "set", dev, "up"]);
         }
@@ -158,11 +159,15 @@ impl Lab {
 
     /// Starts dnsmasq on `s0` with extra options, and waits until it serves DHCP.
     fn start_dnsmasq(&mut self, extra: &[&str]) {
+        self.start_dnsmasq_on(0, extra);
+    }
+
+    /// Starts dnsmasq on `s<side>` (subnet 10.N.<side>.0/24), and waits until it serves DHCP.
+    fn start_dnsmasq_on(&mut self, side: u8, extra: &[&str]) {
         let log = self.dir.path().join("dnsmasq.log");
         let range = format!(
-            "--dhcp-range={},{},255.255.255.0,1h",
-            self.net(50),
-            self.net(99)
+            "--dhcp-range=10.{n}.{side}.50,10.{n}.{side}.99,255.255.255.0,1h",
+            n = self.n
         );
         let mut args: Vec<String> = vec![
             "netns".into(),
@@ -171,7 +176,7 @@ impl Lab {
             "dnsmasq".into(),
             "--no-daemon".into(),
             "--conf-file=/dev/null".into(),
-            "--interface=s0".into(),
+            format!("--interface=s{side}"),
             "--bind-interfaces".into(),
             "--port=0".into(),
             "--user=root".into(),
@@ -443,4 +448,26 @@ fn dhcp_without_server_times_out_with_a_clear_error() {
         "measured: timeout path {took} ms in bring_up, {} ms process",
         wall.as_millis()
     );
+}
+
+#[test]
+fn dhcp_any_falls_back_to_the_interface_that_answers() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let mut lab = Lab::new();
+    // Only c1 (the second NIC) has a server: ip=dhcp tries c0 first, gives up after its
+    // timeout, then gets a lease on c1.
+    lab.start_dnsmasq_on(1, &["--no-ping", "--dhcp-option=3"]);
+    let (result, out, _) = lab.client("any", "ip=dhcp rescue.net.timeout=2");
+    assert!(result.starts_with("ok"), "client failed: {result}");
+    assert!(lab.addrs("c0").is_empty());
+    let addrs = lab.addrs("c1");
+    assert_eq!(addrs.len(), 1, "{addrs:?}");
+    assert!(
+        addrs[0].0.starts_with(&format!("10.{}.1.", lab.n)),
+        "{addrs:?}"
+    );
+    let took: u64 = ms(&out, "elapsed_ms").parse().expect("elapsed");
+    assert!((2000..4000).contains(&took), "{took} ms");
 }
