@@ -17,6 +17,7 @@ use rescue_init::net::{self, LinuxNet, NetConfig, NetError};
 
 const CHILD_CMDLINE: &str = "RESCUE_NET_CHILD_CMDLINE";
 const CHILD_OUT: &str = "RESCUE_NET_CHILD_OUT";
+const CHILD_RESOLVE: &str = "RESCUE_NET_CHILD_RESOLVE";
 
 /// Entry point of the client process (does nothing when run directly).
 #[test]
@@ -26,6 +27,20 @@ fn netns_child() {
         return;
     };
     let out = PathBuf::from(out);
+    if let Ok(names) = std::env::var(CHILD_RESOLVE) {
+        // Resolve through glibc (files + dns) with the /etc files `ip netns exec` mounted.
+        use std::net::ToSocketAddrs;
+        let mut text = String::new();
+        for name in names.split(',') {
+            let r = match (name, 0u16).to_socket_addrs() {
+                Ok(a) => a.map(|a| a.ip().to_string()).collect::<Vec<_>>().join(" "),
+                Err(e) => format!("error {e}"),
+            };
+            text.push_str(&format!("{name} {r}\n"));
+        }
+        fs::write(out.join("result"), text).expect("write");
+        return;
+    }
     let start = Instant::now();
     let r = NetConfig::from_cmdline(&cmdline)
         .map_err(NetError::from)
@@ -178,7 +193,6 @@ impl Lab {
             "--conf-file=/dev/null".into(),
             format!("--interface=s{side}"),
             "--bind-interfaces".into(),
-            "--port=0".into(),
             "--user=root".into(),
             "--pid-file=".into(),
             "--dhcp-authoritative".into(),
@@ -190,6 +204,9 @@ impl Lab {
             ),
             range,
         ];
+        if !extra.iter().any(|e| e.starts_with("--port=")) {
+            args.push("--port=0".into()); // DHCP only
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let child = Command::new("ip")
             .args(&args)
@@ -217,12 +234,21 @@ impl Lab {
 
     /// Runs the client in the client namespace with `cmdline`; returns (result, out dir, wall).
     fn client(&self, tag: &str, cmdline: &str) -> (String, PathBuf, Duration) {
+        self.child(tag, cmdline, None)
+    }
+
+    fn child(
+        &self,
+        tag: &str,
+        cmdline: &str,
+        resolve: Option<&str>,
+    ) -> (String, PathBuf, Duration) {
         let out = self.dir.path().join(tag);
         fs::create_dir_all(&out).expect("mkdir");
         let exe = std::env::current_exe().expect("current exe");
         let start = Instant::now();
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &self.cli])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.cli])
             .arg(&exe)
             .args([
                 "--exact",
@@ -233,10 +259,13 @@ impl Lab {
             ])
             .env(CHILD_CMDLINE, cmdline)
             .env(CHILD_OUT, &out)
+            .env_remove(CHILD_RESOLVE)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn client");
+            .stderr(Stdio::null());
+        if let Some(names) = resolve {
+            cmd.env(CHILD_RESOLVE, names);
+        }
+        let mut child = cmd.spawn().expect("spawn client");
         let status = loop {
             if let Some(st) = child.try_wait().expect("wait") {
                 break st;
@@ -283,6 +312,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // Files for `ip netns exec` to mount over /etc, if a test made them.
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(&self.cli));
         if let Some(mut c) = self.dnsmasq.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -470,4 +501,50 @@ fn dhcp_any_falls_back_to_the_interface_that_answers() {
     );
     let took: u64 = ms(&out, "elapsed_ms").parse().expect("elapsed");
     assert!((2000..4000).contains(&took), "{took} ms");
+}
+
+#[test]
+fn generated_resolver_files_resolve_names_through_glibc() {
+    if skip_reason().is_some() {
+        return;
+    }
+    let mut lab = Lab::new();
+    let server = lab.net(1);
+    let cp1 = lab.net(77);
+    // dnsmasq also answers DNS on s0 for one name.
+    lab.start_dnsmasq(&[
+        "--port=53",
+        "--no-resolv",
+        "--no-hosts",
+        "--no-ping",
+        "--domain=rescue.test",
+        &format!("--address=/cp1.rescue.test/{cp1}"),
+        &format!("--dhcp-option=6,{server}"),
+    ]);
+    let (result, out, _) = lab.client("up", "ip=::::node7:c0:dhcp");
+    assert!(result.starts_with("ok"), "client failed: {result}");
+    let leased = lab.addrs("c0")[0].0.clone();
+    // `ip netns exec` bind-mounts /etc/netns/<ns>/<file> over /etc/<file>.
+    let etc = Path::new("/etc/netns").join(&lab.cli);
+    fs::create_dir_all(&etc).expect("mkdir /etc/netns/<ns>");
+    fs::copy(out.join("resolv.conf"), etc.join("resolv.conf")).expect("copy");
+    fs::copy(out.join("hosts"), etc.join("hosts")).expect("copy");
+    let (text, _, _) = lab.child(
+        "resolve",
+        "",
+        Some("localhost,node7,node7.rescue.test,cp1.rescue.test"),
+    );
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        got,
+        [
+            "localhost ::1 127.0.0.1".to_owned(),
+            format!("node7 {leased}"),
+            format!("node7.rescue.test {leased}"),
+            format!("cp1.rescue.test {cp1}"),
+        ],
+        "got {text}\nresolv.conf:\n{}\nhosts:\n{}",
+        ms(&out, "resolv.conf"),
+        ms(&out, "hosts")
+    );
 }
