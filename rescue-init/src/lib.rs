@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod exec;
 pub mod formats;
+pub mod net;
 pub mod plan;
 pub mod progress;
 pub mod report;
