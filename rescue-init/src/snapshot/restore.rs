@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::input::{HashCheck, SnapshotFile};
 use super::status::{build_status, Status, Survey};
 use super::SnapshotError;
-use crate::formats::bbolt::{BucketRoot, Commit, Db, LeafItem, ReadAhead, BUCKET_LEAF_FLAG};
+use crate::formats::bbolt::{BucketRoot, Commit, Db, LeafItem, Meta, ReadAhead, BUCKET_LEAF_FLAG};
 use crate::formats::etcd::schema::{
     Revision, BUCKET_CLUSTER, BUCKET_KEY, BUCKET_MEMBERS, BUCKET_MEMBERS_REMOVED, BUCKET_META,
     META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_TERM,
@@ -95,24 +95,14 @@ pub fn restore(
         .clone();
     check_target(&opts.data_dir)?;
 
-    // 2. Verify the input completely before writing anything.
+    // 2. Open the input; the meta pages are checked here, the rest below.
     let snap = SnapshotFile::open(&opts.snapshot)?;
-    let (hash, db, survey) = snap.verify(opts.skip_hash_check, false, progress)?;
-    for bucket in [BUCKET_META, BUCKET_KEY] {
-        if !survey.has_bucket(bucket) {
-            return Err(SnapshotError::NotEtcd {
-                path: opts.snapshot.clone(),
-                bucket: if bucket == BUCKET_META { "meta" } else { "key" },
-            });
-        }
+    if snap.trailer.is_none() && !opts.skip_hash_check {
+        return Err(SnapshotError::MissingHash {
+            path: opts.snapshot.clone(),
+        });
     }
-    if opts.bump_revision > 0 && survey.malformed_revision_keys > 0 {
-        return Err(SnapshotError::Flags(format!(
-            "cannot bump the revision: {} keys of bucket \"key\" are not revisions",
-            survey.malformed_revision_keys
-        )));
-    }
-    let before = build_status(&db, &survey, hash.clone());
+    let db = snap.db()?;
     let ps = u64::from(db.page_size());
     let wal_bytes = wal::encode(&cluster, local.id);
     let needed = db.size() + wal::SEGMENT_SIZE + 16 * ps + (1 << 20);
@@ -147,14 +137,79 @@ pub fn restore(
         .mode(0o600)
         .open(&db_path)
         .map_err(SnapshotError::io("creating", &db_path))?;
-    copy_pages(&snap.file, &out, db.size(), &db_path, progress)?;
-    let bumped_to =
+    // 3. Copy the pages while the sha256 and the structure are checked on the other core;
+    //    nothing leaves the temporary directory unless all three succeed.
+    let (hash, survey) = copy_and_verify(
+        &snap,
+        &out,
+        db.size(),
+        &db_path,
+        opts.skip_hash_check,
+        progress,
+    )?;
+    for bucket in [BUCKET_META, BUCKET_KEY] {
+        if !survey.has_bucket(bucket) {
+            return Err(SnapshotError::NotEtcd {
+                path: opts.snapshot.clone(),
+                bucket: if bucket == BUCKET_META { "meta" } else { "key" },
+            });
+        }
+    }
+    if opts.bump_revision > 0 && survey.malformed_revision_keys > 0 {
+        return Err(SnapshotError::Flags(format!(
+            "cannot bump the revision: {} keys of bucket \"key\" are not revisions",
+            survey.malformed_revision_keys
+        )));
+    }
+    let before = build_status(&db, &survey, hash);
+
+    // 4. One copy-on-write commit; then the data pages are synced while the result is walked
+    //    again (a check of our own writer), and the meta page goes last.
+    let (new_meta, bumped_to) =
         commit(&db, &out, &survey, &cluster, opts).map_err(|source| SnapshotError::Write {
             path: db_path.clone(),
             source,
         })?;
-    out.sync_all()
-        .map_err(SnapshotError::io("syncing", &db_path))?;
+    let after = std::thread::scope(|s| {
+        let checker = s.spawn(|| -> Result<Status, SnapshotError> {
+            let len = new_meta.pgid * ps;
+            let reread =
+                Db::open_with_meta(ReadAhead::new(&out, len), len, new_meta).map_err(|source| {
+                    SnapshotError::Write {
+                        path: db_path.clone(),
+                        source,
+                    }
+                })?;
+            let s = Survey::run(&reread, &mut Progress::hidden()).map_err(|source| {
+                SnapshotError::Write {
+                    path: db_path.clone(),
+                    source,
+                }
+            })?;
+            Ok(build_status(&reread, &s, HashCheck::Absent))
+        });
+        let synced = out
+            .sync_data()
+            .map_err(SnapshotError::io("syncing", &db_path))
+            .and_then(|_| {
+                Commit::<ReadAhead<&File>, File>::write_meta(&out, &new_meta).map_err(|source| {
+                    SnapshotError::Write {
+                        path: db_path.clone(),
+                        source,
+                    }
+                })
+            })
+            .and_then(|_| {
+                out.sync_all()
+                    .map_err(SnapshotError::io("syncing", &db_path))
+            });
+        let checked = checker.join().unwrap_or_else(|_| {
+            Err(SnapshotError::io("checking", &db_path)(
+                std::io::Error::other("checker thread failed"),
+            ))
+        });
+        synced.and(checked)
+    })?;
 
     // The WAL, preallocated as etcd does, and the .snap file.
     let wal_path = wal_dir.join(wal::FIRST_SEGMENT);
@@ -162,25 +217,7 @@ pub fn restore(
     let snap_path = snap_dir.join(snapfile::file_name(cluster.members.len() as u64));
     write_file(&snap_path, &snapfile::encode(&cluster), 0o666, None)?;
 
-    // Check what we wrote with the same reader, then make it durable and visible.
-    let after = {
-        let len = out
-            .metadata()
-            .map_err(SnapshotError::io("reading", &db_path))?
-            .len();
-        let reread =
-            Db::open(ReadAhead::new(&out, len), len).map_err(|source| SnapshotError::Write {
-                path: db_path.clone(),
-                source,
-            })?;
-        let s = Survey::run(&reread, &mut Progress::hidden()).map_err(|source| {
-            SnapshotError::Write {
-                path: db_path.clone(),
-                source,
-            }
-        })?;
-        build_status(&reread, &s, HashCheck::Absent)
-    };
+    // 5. Make the directory tree durable, then visible.
     for d in [&snap_dir, &wal_dir, &member, &tmp] {
         sync_dir(d)?;
     }
@@ -215,7 +252,7 @@ fn commit<R: crate::formats::bbolt::ReadAt + ?Sized>(
     survey: &Survey,
     cluster: &InitialCluster,
     opts: &RestoreOptions,
-) -> Result<Option<u64>, crate::formats::bbolt::BboltError> {
+) -> Result<(Meta, Option<u64>), crate::formats::bbolt::BboltError> {
     let n = cluster.members.len() as u64;
     let mut c = Commit::new(db, out);
     let mut bumped_to = None;
@@ -287,10 +324,7 @@ fn commit<R: crate::formats::bbolt::ReadAt + ?Sized>(
     }
     roots.sort_by(|a, b| a.key.cmp(&b.key));
     let new_meta = c.finish(&roots)?;
-    out.sync_data()
-        .map_err(|source| crate::formats::bbolt::BboltError::Write { offset: 0, source })?;
-    Commit::<R, File>::write_meta(out, &new_meta)?;
-    Ok(bumped_to)
+    Ok((new_meta, bumped_to))
 }
 
 fn sequence_of(s: &Survey, name: &[u8]) -> u64 {
@@ -323,6 +357,41 @@ fn bucket_value_bytes(root: &BucketRoot) -> Vec<u8> {
     }
 }
 
+/// Copies the first `len` bytes of the snapshot into `dst` (in the kernel where it can), while
+/// two other threads check the sha256 trailer and walk the bbolt structure. The hash error wins
+/// over a structure error, which wins over a copy error.
+fn copy_and_verify(
+    snap: &SnapshotFile,
+    dst: &File,
+    len: u64,
+    dst_path: &Path,
+    skip_hash: bool,
+    progress: &mut Progress,
+) -> Result<(HashCheck, Survey), SnapshotError> {
+    std::thread::scope(|s| {
+        let hasher = s.spawn(|| snap.check_hash(skip_hash, false, &mut Progress::hidden()));
+        let walker = s.spawn(|| {
+            let db = snap.db()?;
+            Survey::run(&db, &mut Progress::hidden()).map_err(|source| SnapshotError::Corrupt {
+                path: snap.path.clone(),
+                source,
+            })
+        });
+        let copied = copy_pages(&snap.file, dst, len, dst_path, progress);
+        let failed = |what: &str| {
+            SnapshotError::io("checking", &snap.path)(std::io::Error::other(format!(
+                "{what} thread failed"
+            )))
+        };
+        let hash = hasher.join().unwrap_or_else(|_| Err(failed("hash")))?;
+        let survey = walker
+            .join()
+            .unwrap_or_else(|_| Err(failed("structure check")))?;
+        copied?;
+        Ok((hash, survey))
+    })
+}
+
 /// Copies the first `len` bytes of `src` into `dst`, in the kernel where it can.
 fn copy_pages(
     src: &File,
@@ -331,12 +400,12 @@ fn copy_pages(
     dst_path: &Path,
     progress: &mut Progress,
 ) -> Result<(), SnapshotError> {
-    progress.start("copying database", len);
+    progress.start("restoring database", len);
     let mut done = 0u64;
     let mut use_kernel = true;
     let mut buf = Vec::new();
     while done < len {
-        let chunk = (len - done).min(64 << 20);
+        let chunk = (len - done).min(16 << 20);
         if use_kernel {
             let mut off_in = done;
             let mut off_out = done;

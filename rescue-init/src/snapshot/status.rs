@@ -182,11 +182,6 @@ pub fn status(
     progress: &mut Progress,
 ) -> Result<Status, SnapshotError> {
     let snap = SnapshotFile::open(path)?;
-    let hash = snap.check_hash(skip_hash_check, true, progress)?;
-    let db = snap.db()?;
-    let survey = Survey::run(&db, progress).map_err(|source| SnapshotError::Corrupt {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let (hash, db, survey) = snap.verify(skip_hash_check, true, progress)?;
     Ok(build_status(&db, &survey, hash))
 }

@@ -276,6 +276,35 @@ impl<R: ReadAt> Db<R> {
     }
 }
 
+impl<R: ReadAt> Db<R> {
+    /// Opens a database with a meta the caller holds (one it is about to write), checked for
+    /// magic, version, page size and bounds like one read from the file.
+    pub fn open_with_meta(src: R, data_len: u64, meta: Meta) -> Result<Self, BboltError> {
+        let mut meta = meta;
+        meta.checksum = meta.compute_checksum();
+        meta.validate()
+            .map_err(|reason| BboltError::NoValidMeta { reason })?;
+        if !valid_page_size(meta.page_size) {
+            return Err(BboltError::BadPageSize(meta.page_size));
+        }
+        let needed = meta.pgid.saturating_mul(u64::from(meta.page_size));
+        if needed > data_len {
+            return Err(BboltError::Truncated {
+                needed,
+                pgid: meta.pgid,
+                page_size: meta.page_size,
+                len: data_len,
+            });
+        }
+        Ok(Db {
+            page_size: meta.page_size,
+            meta,
+            data_len,
+            src,
+        })
+    }
+}
+
 impl<R: ReadAt + ?Sized> Db<R> {
     pub fn page_size(&self) -> u32 {
         self.page_size
