@@ -4,4 +4,5 @@
 //! network) so that most of it is tested without root or a VM.
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod cli;
