@@ -6,3 +6,4 @@
 
 pub mod archive;
 pub mod cli;
+pub mod discover;

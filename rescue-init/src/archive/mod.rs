@@ -1084,7 +1084,7 @@ fn run_extract(
     walk(archive, &opts.limits, &mut |e, data| ex.entry(e, data))?;
     // Directory modes last (deepest first), so read-only directories do not block their content.
     ex.dir_modes
-        .sort_by(|a, b| b.0.components().count().cmp(&a.0.components().count()));
+        .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
     for (dir, mode, uid, gid) in std::mem::take(&mut ex.dir_modes) {
         fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
             .map_err(|e| ex.write_error("", &dir, e))?;
