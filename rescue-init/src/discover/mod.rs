@@ -14,11 +14,12 @@
 //!   layout: `manifests/etcd.yaml`, `pki/`, `admin.conf`).
 //! - Deckhouse: `kube-backup.tar.gz` = `./etcd-backup.snapshot` + `./kubernetes/` (deckhouse docs,
 //!   `modules/040-control-plane-manager/docs/FAQ.md`, "How to manually backup etcd"); the daily job
-//!   leaves `/var/lib/etcd/etcd-backup.tar.gz` holding only `etcd-backup.snapshot` (its backup
-//!   script: `etcdctl snapshot save etcd-backup.snapshot; tar -czvf etcd-backup.tar.gz ...`).
+//!   leaves `/var/lib/etcd/etcd-backup.tar.gz` holding only `etcd-backup.snapshot`
+//!   (`modules/040-control-plane-manager/images/etcd-backup/entrypoint.sh`: snapshot save, then
+//!   `tar -czvf etcd-backup.tar.gz etcd-backup.snapshot`; the FAQ names the host path).
 //! - OpenShift 4: `cluster-backup.sh` writes `snapshot_<%F_%H%M%S>.db` and
 //!   `static_kuberesources_<same>.tar.gz` (optionally suffixed `__POSSIBLY_DIRTY__`) into one
-//!   directory (openshift/cluster-etcd-operator); restore needs both, so a lone snapshot is
+//!   directory (openshift/cluster-etcd-operator `bindata/etcd/cluster-backup.sh`); restore needs both, so a lone snapshot is
 //!   refused.
 //! - Cray CSM: `etcd-backup-<%Y-%m-%d-%H-%M-%S>.tar.gz` holding `<same name>/etcd-dump.bin`; etcd
 //!   runs as a systemd service whose settings come from `/etc/kubernetes/kubeadmcfg.yaml`

@@ -4,7 +4,7 @@
 //! - OpenShift `cluster-backup.sh`: `date "+%F_%H%M%S"` → `snapshot_2022-06-17_024925.db`
 //!   (openshift/cluster-etcd-operator `bindata/etcd/cluster-backup.sh`)
 //! - Cray CSM: `etcd-backup-2022-09-15-20-34-13.tar.gz` (Cray-HPE/docs-csm
-//!   `operations/kubernetes/Create_a_Manual_Backup_of_a_Bare-Metal_etcd_Cluster.md`)
+//!   `operations/kubernetes/Create_a_Manual_Backup_of_a_Healthy_Bare-Metal_etcd_Cluster.md`)
 //! - RKE1 recurring snapshots: `time.RFC3339` + `_etcd` → `2024-01-02T03:04:05Z_etcd.zip`
 //!   (rancher/rke-tools `main.go`)
 //! - k3s / RKE2: `etcd-snapshot-<node>-<unix seconds>` (k3s docs, "etcd-snapshot")

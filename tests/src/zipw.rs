@@ -1,0 +1,125 @@
+//! A minimal zip writer for building test archives, honest or hostile (names are written as
+//! given, sizes and CRCs can lie). Stored and deflate members, Unix modes, no zip64.
+
+use std::io::Write;
+
+use flate2::write::DeflateEncoder;
+use flate2::{Compression, Crc};
+
+/// One member to write.
+#[derive(Debug, Clone)]
+pub struct ZipEntry {
+    pub name: Vec<u8>,
+    pub data: Vec<u8>,
+    pub deflate: bool,
+    /// Full `st_mode` (type bits included), stored as the Unix external attributes.
+    pub mode: u32,
+    /// Declared uncompressed size instead of the real one.
+    pub lie_size: Option<u32>,
+    /// Declared CRC-32 instead of the real one.
+    pub lie_crc: Option<u32>,
+}
+
+impl ZipEntry {
+    /// A regular file, deflated, mode 0644.
+    pub fn file(name: &str, data: &[u8]) -> Self {
+        ZipEntry {
+            name: name.as_bytes().to_vec(),
+            data: data.to_vec(),
+            deflate: true,
+            mode: 0o100644,
+            lie_size: None,
+            lie_crc: None,
+        }
+    }
+    /// A symlink whose target is stored as data.
+    pub fn symlink(name: &str, target: &str) -> Self {
+        ZipEntry {
+            mode: 0o120777,
+            deflate: false,
+            ..ZipEntry::file(name, target.as_bytes())
+        }
+    }
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+}
+
+fn le16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+fn le32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// Builds a zip archive in memory.
+pub fn build(entries: &[ZipEntry]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for e in entries {
+        let mut crc = Crc::new();
+        crc.update(&e.data);
+        let body = if e.deflate {
+            let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
+            enc.write_all(&e.data)?;
+            enc.finish()?
+        } else {
+            e.data.clone()
+        };
+        let method: u16 = if e.deflate { 8 } else { 0 };
+        let crc = e.lie_crc.unwrap_or(crc.sum());
+        let size = e
+            .lie_size
+            .unwrap_or(u32::try_from(e.data.len()).map_err(std::io::Error::other)?);
+        let csize = u32::try_from(body.len()).map_err(std::io::Error::other)?;
+        let name_len = u16::try_from(e.name.len()).map_err(std::io::Error::other)?;
+        let offset = u32::try_from(out.len()).map_err(std::io::Error::other)?;
+        // local header
+        le32(&mut out, 0x0403_4b50);
+        le16(&mut out, 20);
+        le16(&mut out, 0);
+        le16(&mut out, method);
+        le16(&mut out, 0);
+        le16(&mut out, 0x21);
+        le32(&mut out, crc);
+        le32(&mut out, csize);
+        le32(&mut out, size);
+        le16(&mut out, name_len);
+        le16(&mut out, 0);
+        out.extend_from_slice(&e.name);
+        out.extend_from_slice(&body);
+        // central directory entry
+        le32(&mut central, 0x0201_4b50);
+        le16(&mut central, (3 << 8) | 20); // made by Unix
+        le16(&mut central, 20);
+        le16(&mut central, 0);
+        le16(&mut central, method);
+        le16(&mut central, 0);
+        le16(&mut central, 0x21);
+        le32(&mut central, crc);
+        le32(&mut central, csize);
+        le32(&mut central, size);
+        le16(&mut central, name_len);
+        le16(&mut central, 0);
+        le16(&mut central, 0);
+        le16(&mut central, 0);
+        le16(&mut central, 0);
+        le32(&mut central, e.mode << 16);
+        le32(&mut central, offset);
+        central.extend_from_slice(&e.name);
+    }
+    let cd_offset = u32::try_from(out.len()).map_err(std::io::Error::other)?;
+    let cd_size = u32::try_from(central.len()).map_err(std::io::Error::other)?;
+    let count = u16::try_from(entries.len()).map_err(std::io::Error::other)?;
+    out.extend_from_slice(&central);
+    le32(&mut out, 0x0605_4b50);
+    le16(&mut out, 0);
+    le16(&mut out, 0);
+    le16(&mut out, count);
+    le16(&mut out, count);
+    le32(&mut out, cd_size);
+    le32(&mut out, cd_offset);
+    le16(&mut out, 0);
+    Ok(out)
+}
