@@ -260,7 +260,8 @@ fn tar_lying_size_is_a_read_error_not_a_write_outside() {
 
 #[test]
 fn zip_hostile_names_refused() {
-    let cases: Vec<(Vec<ZipEntry>, fn(&ArchiveError) -> bool)> = vec![
+    type Expect = fn(&ArchiveError) -> bool;
+    let cases: Vec<(Vec<ZipEntry>, Expect)> = vec![
         (vec![ZipEntry::file("../../escape", b"x")], |e| {
             matches!(e, ArchiveError::ParentDir { .. })
         }),

@@ -34,7 +34,7 @@ pub mod bbolt;
 pub mod rke;
 pub mod stamp;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
@@ -292,7 +292,9 @@ fn normal(c: Component<'_>) -> Option<PathBuf> {
 struct Walked {
     files: Vec<PathBuf>,
     dirs: Vec<PathBuf>,
-    seen: HashSet<(u64, u64)>,
+    /// Directory identity → deepest remaining depth it was walked with.
+    seen_dirs: HashMap<(u64, u64), usize>,
+    seen_files: HashSet<(u64, u64)>,
     truncated: bool,
 }
 
@@ -300,10 +302,18 @@ fn walk(dir: &Path, depth: usize, max_files: usize, out: &mut Walked) {
     let Ok(meta) = fs::symlink_metadata(dir) else {
         return;
     };
-    if !meta.is_dir() || !out.seen.insert((meta.dev(), meta.ino())) {
+    if !meta.is_dir() {
         return;
     }
-    out.dirs.push(dir.to_path_buf());
+    // A directory reached again (from another start point) is walked again only if deeper.
+    match out.seen_dirs.insert((meta.dev(), meta.ino()), depth) {
+        Some(prev) if prev >= depth => {
+            out.seen_dirs.insert((meta.dev(), meta.ino()), prev);
+            return;
+        }
+        Some(_) => {}
+        None => out.dirs.push(dir.to_path_buf()),
+    }
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -324,7 +334,7 @@ fn walk(dir: &Path, depth: usize, max_files: usize, out: &mut Walked) {
                 return;
             }
             let Ok(m) = e.metadata() else { continue };
-            if out.seen.insert((m.dev(), m.ino())) {
+            if out.seen_files.insert((m.dev(), m.ino())) {
                 out.files.push(e.path());
             }
         }
