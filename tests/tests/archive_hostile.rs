@@ -531,3 +531,52 @@ fn detects_formats_by_content() {
         Err(ArchiveError::UnknownFormat { .. })
     ));
 }
+
+#[test]
+fn big_member_outside_the_subtree_does_not_count() {
+    let sb = Sandbox::new();
+    let a = sb.archive(
+        "kube-backup.tar.gz",
+        &tgz(&[
+            TarEntry::file("etcd-backup.snapshot", &vec![0u8; 2 << 20]),
+            TarEntry::file("kubernetes/admin.conf", b"cfg"),
+        ]),
+    );
+    let opts = ExtractOptions {
+        limits: Limits {
+            max_entry_bytes: 1 << 20,
+            max_total_bytes: 1 << 20,
+            max_entries: 10,
+        },
+        subtree: Some("kubernetes".into()),
+        keep_owners: false,
+    };
+    assert_eq!(archive::validate(&a, &opts).expect("validate").files, 1);
+    assert_eq!(
+        archive::extract(&a, &sb.staging(), &opts)
+            .expect("extract")
+            .bytes,
+        3
+    );
+    assert_eq!(
+        fs::read(sb.staging().join("admin.conf")).expect("admin.conf"),
+        b"cfg"
+    );
+    // Without the subtree the same limits refuse it.
+    let sb2 = Sandbox::new();
+    let a2 = sb2.archive("k.tar.gz", &fs::read(&a).expect("read"));
+    let whole = ExtractOptions {
+        subtree: None,
+        ..opts
+    };
+    assert!(matches!(
+        refused_with(&sb2, &a2, &whole),
+        ArchiveError::EntryTooLarge { .. } | ArchiveError::TotalTooLarge { .. }
+    ));
+}
+
+fn refused_with(sb: &Sandbox, archive: &Path, opts: &ExtractOptions) -> ArchiveError {
+    let err = archive::extract(archive, &sb.staging(), opts).expect_err("accepted");
+    assert_eq!(sb.outside(&[archive]), Vec::<PathBuf>::new());
+    err
+}

@@ -1081,7 +1081,20 @@ fn run_extract(
         dir_modes: Vec::new(),
         summary: ExtractSummary::default(),
     };
-    walk(archive, &opts.limits, &mut |e, data| ex.entry(e, data))?;
+    // With a subtree, members outside it are skipped unread but still stream by (a Deckhouse
+    // kube-backup.tar.gz carries a multi-GiB snapshot beside `kubernetes/`): bound the stream by
+    // the snapshot limits, and what is extracted by `opts.limits`.
+    let walk_limits = match opts.subtree {
+        Some(_) => Limits {
+            max_total_bytes: opts
+                .limits
+                .max_total_bytes
+                .max(Limits::SNAPSHOT.max_total_bytes),
+            ..opts.limits
+        },
+        None => opts.limits,
+    };
+    walk(archive, &walk_limits, &mut |e, data| ex.entry(e, data))?;
     // Directory modes last (deepest first), so read-only directories do not block their content.
     ex.dir_modes
         .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
