@@ -364,6 +364,17 @@ fn corrupt_newest_is_rejected_and_next_is_chosen() {
         .expect("bad listed");
     assert_eq!(b.status, Status::Rejected);
     assert!(b.reason.contains("sha256"), "{}", b.reason);
+    let text = inv.to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("chosen [snapshot file]")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("rejected [snapshot file]") && l.contains("sha256")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -100,7 +100,10 @@ pub enum KubeSource {
     /// The members of `archive` below `prefix` (empty: the whole archive) form the tree. Use
     /// [`archive::extract`] with `subtree = prefix`.
     Archive { archive: PathBuf, prefix: String },
-    /// OpenShift static pod resources (`static-pod-resources/...`).
+    /// OpenShift static pod resources. OpenShift's own `cluster-restore.sh`
+    /// (openshift/cluster-etcd-operator `bindata/etcd/cluster-restore.sh`) extracts the
+    /// archive's `static-pod-resources` into `/etc/kubernetes` and the member ending in
+    /// `etcd-pod.yaml` (stripped of two path components) into `/etc/kubernetes/manifests`.
     OpenShiftResources { archive: PathBuf },
     /// RKE cluster state to rebuild `/etc/kubernetes/ssl` from (see [`rke::certificate_files`]);
     /// `ssl_dir` is the host's existing `/etc/kubernetes/ssl` when there is one.
@@ -168,6 +171,55 @@ pub struct Inventory {
 impl Inventory {
     pub fn chosen(&self) -> Option<&Candidate> {
         self.chosen.and_then(|i| self.candidates.get(i))
+    }
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = match self {
+            Layout::PlainSnapshot => "snapshot file",
+            Layout::RawDb => "raw bbolt db",
+            Layout::DataDir => "etcd data dir",
+            Layout::Kubeadm => "kubeadm",
+            Layout::Deckhouse => "deckhouse kube-backup",
+            Layout::DeckhouseDaily => "deckhouse daily etcd-backup",
+            Layout::OpenShift => "openshift cluster-backup",
+            Layout::CrayCsm => "cray csm etcd-backup",
+            Layout::Rke => "rancher rke",
+            Layout::K3s => "k3s snapshot",
+            Layout::Rke2 => "rke2 snapshot",
+            Layout::ArchivedSnapshot => "archived snapshot",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One line per candidate, newest first: `chosen|passed|rejected <layout> <location> <time>: <reason>`.
+impl std::fmt::Display for Inventory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.candidates.is_empty() {
+            writeln!(f, "no etcd backup found under {}", self.root.display())?;
+        }
+        for c in &self.candidates {
+            let status = match c.status {
+                Status::Chosen => "chosen",
+                Status::Passed => "passed",
+                Status::Rejected => "rejected",
+            };
+            let from = match c.timestamp_from {
+                StampSource::Name => "name",
+                StampSource::Mtime => "mtime",
+            };
+            writeln!(
+                f,
+                "{status} [{}] {} (time {} from {from}): {}",
+                c.layout, c.snapshot, c.timestamp, c.reason
+            )?;
+        }
+        for n in &self.notes {
+            writeln!(f, "note: {n}")?;
+        }
+        Ok(())
     }
 }
 
