@@ -580,3 +580,31 @@ fn refused_with(sb: &Sandbox, archive: &Path, opts: &ExtractOptions) -> ArchiveE
     assert_eq!(sb.outside(&[archive]), Vec::<PathBuf>::new());
     err
 }
+
+#[test]
+fn owners_kept_when_root() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    let mut f = TarEntry::file("etcd/server.key", b"k").mode(0o600);
+    f.uid = 1234;
+    f.gid = 2345;
+    let mut d = TarEntry::dir("etcd/");
+    d.uid = 1234;
+    d.gid = 2345;
+    let a = sb.archive("o.tar.gz", &tgz(&[d, f]));
+    let opts = ExtractOptions {
+        keep_owners: true,
+        ..small_limits()
+    };
+    archive::extract(&a, &sb.staging(), &opts).expect("extract");
+    let m = fs::metadata(sb.staging().join("etcd/server.key")).expect("key");
+    if rustix::process::geteuid().is_root() {
+        assert_eq!((m.uid(), m.gid()), (1234, 2345));
+        let d = fs::metadata(sb.staging().join("etcd")).expect("dir");
+        assert_eq!((d.uid(), d.gid()), (1234, 2345));
+    } else {
+        // Not root: files belong to whoever extracts.
+        assert_eq!(m.uid(), rustix::process::geteuid().as_raw());
+    }
+    assert_eq!(m.permissions().mode() & 0o777, 0o600);
+}
