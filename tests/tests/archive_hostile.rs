@@ -608,3 +608,45 @@ fn owners_kept_when_root() {
     }
     assert_eq!(m.permissions().mode() & 0o777, 0o600);
 }
+
+/// Unmounts on drop.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_filesystem_is_a_write_error_naming_the_member() {
+    let sb = Sandbox::new();
+    let ok = rustix::process::geteuid().is_root()
+        && std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+            .arg(sb.staging())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ok {
+        return; // needs root and mount(8); the error path is the same std::io one
+    }
+    let _guard = Mounted(sb.staging());
+    let data: Vec<u8> = (0..(900u32 << 10))
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let a = sb.archive(
+        "k.tar.gz",
+        &tgz(&[
+            TarEntry::file("pki/ca.crt", b"c"),
+            TarEntry::file("pki/big.bin", &data),
+        ]),
+    );
+    match archive::extract(&a, &sb.staging(), &small_limits()) {
+        Err(ArchiveError::Write { entry, source, .. }) => {
+            assert_eq!(entry, "pki/big.bin");
+            assert_eq!(source.raw_os_error(), Some(28), "{source}"); // ENOSPC
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(sb.outside(&[&a]), Vec::<PathBuf>::new());
+}
