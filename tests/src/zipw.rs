@@ -55,6 +55,16 @@ fn le32(v: &mut Vec<u8>, x: u32) {
 
 /// Builds a zip archive in memory.
 pub fn build(entries: &[ZipEntry]) -> std::io::Result<Vec<u8>> {
+    build_with(entries, false)
+}
+
+fn le64(v: &mut Vec<u8>, x: u64) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+/// Builds a zip archive; with `zip64`, sizes and offsets go in zip64 extra fields and the
+/// end of central directory is the zip64 one (as Go's archive/zip writes for large members).
+pub fn build_with(entries: &[ZipEntry], zip64: bool) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut central = Vec::new();
     for e in entries {
@@ -98,28 +108,58 @@ pub fn build(entries: &[ZipEntry]) -> std::io::Result<Vec<u8>> {
         le16(&mut central, 0);
         le16(&mut central, 0x21);
         le32(&mut central, crc);
-        le32(&mut central, csize);
-        le32(&mut central, size);
+        let sat = |x: u32| if zip64 { u32::MAX } else { x };
+        le32(&mut central, sat(csize));
+        le32(&mut central, sat(size));
         le16(&mut central, name_len);
-        le16(&mut central, 0);
+        le16(&mut central, if zip64 { 28 } else { 0 });
         le16(&mut central, 0);
         le16(&mut central, 0);
         le16(&mut central, 0);
         le32(&mut central, e.mode << 16);
-        le32(&mut central, offset);
+        le32(&mut central, sat(offset));
         central.extend_from_slice(&e.name);
+        if zip64 {
+            le16(&mut central, 0x0001);
+            le16(&mut central, 24);
+            le64(&mut central, u64::from(size));
+            le64(&mut central, u64::from(csize));
+            le64(&mut central, u64::from(offset));
+        }
     }
     let cd_offset = u32::try_from(out.len()).map_err(std::io::Error::other)?;
     let cd_size = u32::try_from(central.len()).map_err(std::io::Error::other)?;
     let count = u16::try_from(entries.len()).map_err(std::io::Error::other)?;
     out.extend_from_slice(&central);
+    if zip64 {
+        let rec_at = out.len() as u64;
+        le32(&mut out, 0x0606_4b50);
+        le64(&mut out, 44);
+        le16(&mut out, 45);
+        le16(&mut out, 45);
+        le32(&mut out, 0);
+        le32(&mut out, 0);
+        le64(&mut out, u64::from(count));
+        le64(&mut out, u64::from(count));
+        le64(&mut out, u64::from(cd_size));
+        le64(&mut out, u64::from(cd_offset));
+        le32(&mut out, 0x0706_4b50);
+        le32(&mut out, 0);
+        le64(&mut out, rec_at);
+        le32(&mut out, 1);
+    }
+    let (count16, size32, off32) = if zip64 {
+        (u16::MAX, u32::MAX, u32::MAX)
+    } else {
+        (count, cd_size, cd_offset)
+    };
     le32(&mut out, 0x0605_4b50);
     le16(&mut out, 0);
     le16(&mut out, 0);
-    le16(&mut out, count);
-    le16(&mut out, count);
-    le32(&mut out, cd_size);
-    le32(&mut out, cd_offset);
+    le16(&mut out, count16);
+    le16(&mut out, count16);
+    le32(&mut out, size32);
+    le32(&mut out, off32);
     le16(&mut out, 0);
     Ok(out)
 }
