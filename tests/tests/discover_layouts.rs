@@ -540,3 +540,27 @@ fn scan_is_read_only() {
     let json = serde_json::to_string(&inv).expect("json");
     assert!(json.contains("\"layout\":\"deckhouse\""), "{json}");
 }
+
+#[test]
+fn host_live_data_dir_is_a_candidate_and_can_be_skipped() {
+    let root = HostRoot::new().expect("root");
+    hostroot::host_kubernetes(&root, &node()).expect("host kube");
+    let live = hostroot::data_dir(&root, &synthetic(true, 1), "var/lib/etcd").expect("live");
+    hostroot::plain_snapshot(&root, &synthetic(true, 2), "backup/etcd-2020-01-01.db")
+        .expect("old backup");
+    let inv = scan(&root);
+    let c = chosen(&inv);
+    assert_eq!(c.layout, Layout::DataDir);
+    assert!(c.live_data_dir);
+    assert_eq!(c.data_dir.as_deref(), Some(live.as_path()));
+    let opts = ScanOptions {
+        skip_live_data_dir: true,
+        ..ScanOptions::default()
+    };
+    let inv = discover::scan(root.path(), &opts).expect("scan");
+    assert_eq!(chosen(&inv).layout, Layout::PlainSnapshot);
+    assert!(inv
+        .candidates
+        .iter()
+        .any(|c| c.live_data_dir && c.status == Status::Rejected));
+}

@@ -140,6 +140,8 @@ pub struct Candidate {
     pub snapshot: Location,
     /// For [`Layout::DataDir`]: the directory holding `member/`.
     pub data_dir: Option<PathBuf>,
+    /// This is the host's own etcd data dir (`/var/lib/etcd`), not a copy.
+    pub live_data_dir: bool,
     pub kubernetes: Option<KubeSource>,
     /// A file that configures the host's etcd (Cray: `etc/kubernetes/kubeadmcfg.yaml`).
     pub etcd_config: Option<PathBuf>,
@@ -248,6 +250,8 @@ pub struct ScanOptions {
     pub check_all: bool,
     pub kubernetes: KubeRequirement,
     pub archive_limits: Limits,
+    /// Do not use the host's own `/var/lib/etcd` (it is listed, rejected with this reason).
+    pub skip_live_data_dir: bool,
 }
 
 impl Default for ScanOptions {
@@ -260,6 +264,7 @@ impl Default for ScanOptions {
             check_all: false,
             kubernetes: KubeRequirement::Auto,
             archive_limits: Limits::SNAPSHOT,
+            skip_live_data_dir: false,
         }
     }
 }
@@ -532,6 +537,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Inventory, DiscoverError>
         .map(|k| k.join("ssl"))
         .filter(|p| p.is_dir());
 
+    let live_etcd = resolve_in_root(root, Path::new("var/lib/etcd"));
     let mut candidates = Vec::new();
     let mut archives: Vec<ArchiveSeen> = Vec::new();
     let mut bbolt_files: Vec<(PathBuf, u64)> = Vec::new();
@@ -582,6 +588,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Inventory, DiscoverError>
             },
             snapshot: Location::File { path: path.clone() },
             data_dir: None,
+            live_data_dir: false,
             kubernetes: None,
             etcd_config: None,
             timestamp: ts,
@@ -615,6 +622,11 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Inventory, DiscoverError>
                     .chain([c.timestamp])
                     .max()
                     .unwrap_or(c.timestamp);
+                c.live_data_dir = live_etcd.as_deref() == Some(data_dir.as_path());
+                if c.live_data_dir && opts.skip_live_data_dir {
+                    c.status = Status::Rejected;
+                    c.reason = "the host's own etcd data dir; skipped as asked".into();
+                }
                 c.data_dir = Some(data_dir);
             } else {
                 c.layout = Layout::RawDb;
@@ -674,6 +686,7 @@ pub fn scan(root: &Path, opts: &ScanOptions) -> Result<Inventory, DiscoverError>
                     member: m.name.clone(),
                 },
                 data_dir: None,
+                live_data_dir: false,
                 kubernetes: None,
                 etcd_config: None,
                 timestamp: ts,
