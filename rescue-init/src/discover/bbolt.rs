@@ -35,7 +35,7 @@ pub struct MetaInfo {
 /// Why bytes are not a valid bbolt meta page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum MetaProblem {
+pub enum BboltError {
     #[error("shorter than a meta page")]
     TooShort,
     #[error("no bbolt magic")]
@@ -84,27 +84,27 @@ pub fn has_magic(head: &[u8]) -> bool {
 }
 
 /// Checks a meta page given from its page header on.
-pub fn parse_meta(page: &[u8]) -> Result<MetaInfo, MetaProblem> {
+pub fn parse_meta(page: &[u8]) -> Result<MetaInfo, BboltError> {
     if page.len() < META_END {
-        return Err(MetaProblem::TooShort);
+        return Err(BboltError::TooShort);
     }
-    let meta = page.get(16..META_END).ok_or(MetaProblem::TooShort)?;
+    let meta = page.get(16..META_END).ok_or(BboltError::TooShort)?;
     if u32_at(meta, 0) != MAGIC {
-        return Err(MetaProblem::NoMagic);
+        return Err(BboltError::NoMagic);
     }
     if u16_at(page, 8) & META_FLAG == 0 {
-        return Err(MetaProblem::NotMeta);
+        return Err(BboltError::NotMeta);
     }
     let version = u32_at(meta, 4);
     if version != VERSION {
-        return Err(MetaProblem::Version(version));
+        return Err(BboltError::Version(version));
     }
     let page_size = u32_at(meta, 8);
     if !(512..=(1 << 20)).contains(&page_size) || !page_size.is_power_of_two() {
-        return Err(MetaProblem::PageSize(page_size));
+        return Err(BboltError::PageSize(page_size));
     }
     if fnv1a64(meta.get(..56).unwrap_or_default()) != u64_at(meta, 56) {
-        return Err(MetaProblem::Checksum);
+        return Err(BboltError::Checksum);
     }
     Ok(MetaInfo {
         page_size,
@@ -130,7 +130,7 @@ pub enum HashCheck {
 pub struct SnapshotReport {
     pub size: u64,
     /// The meta of page 0, or of page 1 when page 0 is damaged.
-    pub meta: Result<MetaInfo, MetaProblem>,
+    pub meta: Result<MetaInfo, BboltError>,
     pub hash: HashCheck,
 }
 
@@ -313,18 +313,18 @@ mod tests {
     fn damaged_page0_falls_back_to_page1() {
         let mut data = synthetic(false, 1);
         data[16 + 48] ^= 0xff; // txid of page 0: checksum no longer matches
-        assert_eq!(parse_meta(&data), Err(MetaProblem::Checksum));
+        assert_eq!(parse_meta(&data), Err(BboltError::Checksum));
         let r = check(&data, 4096);
         assert_eq!(r.meta.map(|m| m.txid), Ok(3));
     }
 
     #[test]
     fn not_bbolt() {
-        assert_eq!(parse_meta(&[0u8; 100]), Err(MetaProblem::NoMagic));
-        assert_eq!(parse_meta(&[0u8; 10]), Err(MetaProblem::TooShort));
+        assert_eq!(parse_meta(&[0u8; 100]), Err(BboltError::NoMagic));
+        assert_eq!(parse_meta(&[0u8; 10]), Err(BboltError::TooShort));
         let mut data = synthetic(false, 1);
         data[20] = 3;
-        assert_eq!(parse_meta(&data), Err(MetaProblem::Version(3)));
+        assert_eq!(parse_meta(&data), Err(BboltError::Version(3)));
         assert!(!has_magic(b"hello"));
     }
 }
