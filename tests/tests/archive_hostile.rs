@@ -736,3 +736,28 @@ with tarfile.open(d + "/evil.tar.gz", "w:gz") as t:
         ArchiveError::ParentDir { .. }
     ));
 }
+
+#[test]
+fn member_reader_pulls_data_and_surfaces_errors_at_eof() {
+    use std::io::Read;
+    let snapshot = rescue_init::discover::bbolt::synthetic(true, 6);
+    let sb = Sandbox::new();
+    let a = sb.archive(
+        "d.tar.gz",
+        &tgz(&[TarEntry::file("etcd-backup.snapshot", &snapshot)]),
+    );
+    let mut r = archive::open_member(&a, "etcd-backup.snapshot", &Limits::default()).expect("open");
+    let mut got = Vec::new();
+    r.read_to_end(&mut got).expect("read");
+    assert_eq!(got, snapshot);
+    let mut missing = archive::open_member(&a, "nope", &Limits::default()).expect("open");
+    let err = missing
+        .read_to_end(&mut Vec::new())
+        .expect_err("missing member must not look like EOF");
+    assert!(err.to_string().contains("not found"), "{err}");
+    let mut e = ZipEntry::file("s", &snapshot);
+    e.lie_crc = Some(1);
+    let z = sb.archive("bad.zip", &zipw::build(&[e]).expect("zip"));
+    let mut bad = archive::open_member(&z, "s", &Limits::default()).expect("open");
+    assert!(bad.read_to_end(&mut Vec::new()).is_err());
+}

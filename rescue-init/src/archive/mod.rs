@@ -667,6 +667,55 @@ pub fn stream_member(
     })
 }
 
+/// A `Read` over one member, for consumers that pull (e.g. a restore engine reading a
+/// snapshot). A thread runs [`stream_member`] into a pipe; its error, if any, is returned by
+/// the read that would otherwise report the end of the data, so a short or corrupt member never
+/// looks like a clean EOF.
+pub struct MemberReader {
+    pipe: io::PipeReader,
+    worker: Option<std::thread::JoinHandle<Result<u64, ArchiveError>>>,
+}
+
+impl Read for MemberReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            if let Some(worker) = self.worker.take() {
+                match worker.join() {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(io::Error::other(e)),
+                    Err(_) => return Err(io::Error::other("archive reader thread panicked")),
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Opens one member as a reader (see [`MemberReader`]).
+pub fn open_member(
+    path: &Path,
+    member: &str,
+    limits: &Limits,
+) -> Result<MemberReader, ArchiveError> {
+    let (reader, mut writer) = io::pipe().map_err(|source| ArchiveError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (path, member, limits) = (path.to_path_buf(), member.to_string(), *limits);
+    let worker = std::thread::Builder::new()
+        .name("archive-member".into())
+        .spawn(move || stream_member(&path, &member, &mut writer, &limits))
+        .map_err(|source| ArchiveError::Open {
+            path: PathBuf::new(),
+            source,
+        })?;
+    Ok(MemberReader {
+        pipe: reader,
+        worker: Some(worker),
+    })
+}
+
 /// Copies at most `cap` bytes; one more byte available means the member is too large.
 fn copy_capped(
     path: &Path,
