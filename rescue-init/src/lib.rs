@@ -5,3 +5,5 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod config;
+pub mod rewrite;
