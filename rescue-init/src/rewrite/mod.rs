@@ -30,6 +30,7 @@
 //! [`unified_diff`] renders the edit for the report and `--dry-run`.
 mod diff;
 mod envfile;
+mod host;
 mod systemd;
 mod yaml;
 
@@ -42,6 +43,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use diff::unified_diff;
+pub use host::{
+    current_settings, load_host_config, rewrite_files, ConfigFile, FileRewrite, KNOWN_PATHS,
+};
 
 /// Errors of the rewriter.
 #[derive(Debug, thiserror::Error)]

@@ -103,8 +103,9 @@ fn words(seg: &str, base: usize, line: usize, out: &mut Vec<Word>) {
                     i += 1;
                 }
                 Some(b'"') | None if c == b'\\' && i + 1 < b.len() => {
-                    text.push(char::from(b[i + 1]));
-                    i += 2;
+                    let ch = seg[i + 1..].chars().next().unwrap_or('\u{fffd}');
+                    text.push(ch);
+                    i += 1 + ch.len_utf8();
                 }
                 _ => {
                     let ch = seg[i..].chars().next().unwrap_or('\u{fffd}');
@@ -339,4 +340,28 @@ fn env_sites(text: &str, lines: &[Line<'_>], ws: &[Word], end: usize, out: &mut 
             indirect: value.contains('%'),
         });
     }
+}
+
+/// The `EnvironmentFile=` paths of `[Service]` (a leading `-`, "ignore if missing", is
+/// dropped).
+pub(super) fn environment_files(text: &str) -> Vec<String> {
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            section = t;
+            continue;
+        }
+        if section != "[Service]" {
+            continue;
+        }
+        if let Some(v) = t.strip_prefix("EnvironmentFile=") {
+            let v = v.trim().trim_start_matches('-');
+            if v.starts_with('/') {
+                out.push(v.to_owned());
+            }
+        }
+    }
+    out
 }

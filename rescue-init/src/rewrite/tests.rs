@@ -436,3 +436,54 @@ fn diffs_of_fixture_rewrites_apply_with_patch() {
     assert!(st.success());
     assert_eq!(std::fs::read_to_string(&n).unwrap(), r.text);
 }
+
+/// Damaged input never panics: every fixture cut at many points, with awkward bytes
+/// spliced in, goes through every parser.
+#[test]
+fn damaged_input_never_panics() {
+    let t = Target {
+        name: "m".into(),
+        peer_urls: vec!["https://10.0.0.1:2380".into()],
+        client_urls: vec!["https://10.0.0.1:2379".into()],
+        moved: Some(Move {
+            from: "10.252.1.9".into(),
+            to: ip("fd00::1"),
+        }),
+    };
+    let kinds = [
+        FileKind::EtcdManifest,
+        FileKind::ApiServerManifest,
+        FileKind::SystemdUnit,
+        FileKind::EnvFile,
+        FileKind::KubeadmConfig,
+    ];
+    let splices = [
+        "", "ü", "\\", "\"", "'", "\\ü", "\"ü", "- ", ": ", "#", "\r\n", "\\\n",
+    ];
+    for name in [
+        "kubeadm-etcd.yaml",
+        "kubeadm-kube-apiserver.yaml",
+        "csm-kubeadmcfg.yaml",
+        "kubeadm-v1beta4.yaml",
+        "etcd.service",
+        "etcd.conf",
+    ] {
+        let text = fixture(name);
+        let mut n = 0;
+        for cut in (0..=text.len()).step_by(23) {
+            if !text.is_char_boundary(cut) {
+                continue;
+            }
+            let splice = splices[n % splices.len()];
+            n += 1;
+            let damaged = format!("{}{splice}{}", &text[..cut], &text[cut..]);
+            for text in [&text[..cut], damaged.as_str()] {
+                for kind in kinds {
+                    let _ = extract(kind, text);
+                    let r = rewrite(kind, text, &t);
+                    let _ = unified_diff("x", text, &r.text);
+                }
+            }
+        }
+    }
+}

@@ -59,14 +59,14 @@ fn scalar(line: &str, start: usize) -> Option<(String, Range<usize>, Quote)> {
                 match c {
                     b'"' => return Some((value, start..start + i + 1, Quote::Double)),
                     b'\\' => {
-                        let e = *b.get(i + 1)?;
+                        let e = s.get(i + 1..)?.chars().next()?;
                         value.push(match e {
-                            b'n' => '\n',
-                            b't' => '\t',
-                            b'0' => '\0',
-                            other => char::from(other),
+                            'n' => '\n',
+                            't' => '\t',
+                            '0' => '\0',
+                            other => other,
                         });
-                        i += 2;
+                        i += 1 + e.len_utf8();
                     }
                     _ => {
                         let ch = s[i..].chars().next()?;
