@@ -19,6 +19,9 @@ pub const KNOWN_PATHS: &[&str] = &[
     "usr/lib/systemd/system/etcd.service",
     "lib/systemd/system/etcd.service",
     "etc/etcd/etcd.conf",
+    "etc/etcd/etcd.conf.yml",
+    "etc/etcd/etcd.conf.yaml",
+    "etc/etcd/etcd.yaml",
     "etc/etcd/etcd.env",
     "etc/default/etcd",
     "etc/sysconfig/etcd",
@@ -110,6 +113,10 @@ pub fn load_host_config(root: &Path) -> Result<Vec<ConfigFile>, RewriteError> {
             continue;
         };
         if kind == FileKind::SystemdUnit {
+            let cfg = extract(kind, &text);
+            if let Some(p) = cfg.get("config-file").and_then(|c| normalize(Path::new(c))) {
+                candidates.push(p);
+            }
             for env in systemd::environment_files(&text) {
                 if let Some(p) = normalize(Path::new(&env)) {
                     candidates.push(p);
@@ -127,15 +134,17 @@ pub fn load_host_config(root: &Path) -> Result<Vec<ConfigFile>, RewriteError> {
 }
 
 /// The etcd member settings of the host, merged over its files: a static pod manifest
-/// first (that is what kubelet runs), then systemd units, then environment files (flags
-/// win over the environment, as in etcd), then kubeadm configuration.
+/// first (that is what kubelet runs), then systemd units, then etcd's config file, then
+/// environment files (flags win over the environment, as in etcd), then kubeadm
+/// configuration.
 pub fn current_settings(files: &[ConfigFile]) -> Settings {
     let rank = |k: FileKind| match k {
         FileKind::EtcdManifest => 0,
         FileKind::SystemdUnit => 1,
-        FileKind::EnvFile => 2,
-        FileKind::KubeadmConfig => 3,
-        FileKind::ApiServerManifest => 4,
+        FileKind::EtcdConfigFile => 2,
+        FileKind::EnvFile => 3,
+        FileKind::KubeadmConfig => 4,
+        FileKind::ApiServerManifest => 5,
     };
     let mut sorted: Vec<&ConfigFile> = files
         .iter()

@@ -18,6 +18,8 @@
 //!   quotes, and `Environment=ETCD_*=` assignments;
 //! - environment files (`/etc/etcd/etcd.conf`, `EnvironmentFile=`): `ETCD_NAME=...` as etcd
 //!   reads them (the flag name upper-cased, `-` as `_`), quotes kept;
+//! - etcd's own YAML configuration file (`--config-file`, `/etc/etcd/etcd.conf.yml`):
+//!   top-level flag keys and the `*-transport-security` TLS keys;
 //! - kubeadm configuration files (`ClusterConfiguration`, e.g. Cray CSM's
 //!   `/etc/kubernetes/kubeadmcfg.yaml`): `etcd.local.extraArgs` as a map (v1beta3) or as a
 //!   list of `name`/`value` pairs (v1beta4), `etcd.local.dataDir`, and
@@ -93,6 +95,8 @@ pub enum FileKind {
     EnvFile,
     /// A kubeadm configuration file (`ClusterConfiguration` and friends).
     KubeadmConfig,
+    /// etcd's own YAML configuration file (`--config-file`).
+    EtcdConfigFile,
 }
 
 impl FileKind {
@@ -102,6 +106,13 @@ impl FileKind {
         let yaml = name.ends_with(".yaml") || name.ends_with(".yml");
         if yaml && text.contains("kubeadm.k8s.io/") {
             return Some(FileKind::KubeadmConfig);
+        }
+        if yaml
+            && text
+                .lines()
+                .any(|l| l.starts_with("initial-cluster:") || l.starts_with("data-dir:"))
+        {
+            return Some(FileKind::EtcdConfigFile);
         }
         if yaml && text.contains("kind: Pod") {
             if text.contains("component: etcd") || name == "etcd.yaml" {
@@ -248,6 +259,7 @@ fn sites(kind: FileKind, text: &str) -> Vec<Site> {
         FileKind::KubeadmConfig => yaml::kubeadm_sites(text),
         FileKind::SystemdUnit => systemd::sites(text),
         FileKind::EnvFile => envfile::sites(text),
+        FileKind::EtcdConfigFile => yaml::etcd_config_sites(text),
     }
 }
 

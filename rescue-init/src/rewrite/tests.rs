@@ -456,6 +456,7 @@ fn damaged_input_never_panics() {
         FileKind::SystemdUnit,
         FileKind::EnvFile,
         FileKind::KubeadmConfig,
+        FileKind::EtcdConfigFile,
     ];
     let splices = [
         "", "ü", "\\", "\"", "'", "\\ü", "\"ü", "- ", ": ", "#", "\r\n", "\\\n",
@@ -467,6 +468,7 @@ fn damaged_input_never_panics() {
         "kubeadm-v1beta4.yaml",
         "etcd.service",
         "etcd.conf",
+        "etcd.conf.yml",
     ] {
         let text = fixture(name);
         let mut n = 0;
@@ -486,4 +488,28 @@ fn damaged_input_never_panics() {
             }
         }
     }
+}
+
+#[test]
+fn etcd_config_file() {
+    let old = fixture("etcd.conf.yml");
+    assert_eq!(
+        FileKind::detect(Path::new("/etc/etcd/etcd.conf.yml"), &old),
+        Some(FileKind::EtcdConfigFile)
+    );
+    let cur = extract(FileKind::EtcdConfigFile, &old);
+    assert_eq!(cur.name(), Some("infra2"));
+    assert_eq!(cur.get("cert-file"), Some("/etc/etcd/pki/server.crt"));
+    assert_eq!(cur.get("peer-cert-file"), Some("/etc/etcd/pki/peer.crt"));
+    assert_eq!(
+        cur.get("peer-trusted-ca-file"),
+        Some("/etc/etcd/pki/ca.crt")
+    );
+    let t = Target::plan(&cur, None, Some(ip("10.0.1.50"))).unwrap();
+    let r = check_minimal_and_idempotent(FileKind::EtcdConfigFile, &old, &t);
+    check_single_member(FileKind::EtcdConfigFile, &r.text, &t);
+    assert!(r.text.contains("name: 'infra2'\n"));
+    assert!(r.text.contains("initial-cluster-state: 'new'\n"));
+    assert!(!r.text.contains("force-new-cluster"));
+    golden("etcd.conf.yml.moved.golden", &r.text);
 }

@@ -396,3 +396,50 @@ mod tests {
         assert_eq!(key_value("--flag=http://x"), None);
     }
 }
+
+/// Sites of an etcd configuration file (`--config-file`, e.g. `/etc/etcd/etcd.conf.yml`):
+/// top-level keys are flag names; `client-transport-security` and
+/// `peer-transport-security` hold the TLS flags (`cert-file` there is `--cert-file` and
+/// `--peer-cert-file`).
+pub(super) fn etcd_config_sites(text: &str) -> Vec<Site> {
+    let mut out = Vec::new();
+    let mut parent: Option<String> = None;
+    for (off, raw) in lines(text) {
+        let line = body(raw);
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        if trimmed == "---" {
+            parent = None;
+            continue;
+        }
+        let indent = indent_of(line);
+        let Some((key, at)) = key_value(&line[indent..]) else {
+            continue;
+        };
+        let value = scalar(line, indent + at);
+        let setting = if indent == 0 {
+            parent = value.is_none().then(|| key.clone());
+            key
+        } else {
+            match parent.as_deref() {
+                Some("client-transport-security") => key,
+                Some("peer-transport-security") => format!("peer-{key}"),
+                _ => continue,
+            }
+        };
+        if let Some((v, range, quote)) = value {
+            out.push(Site {
+                setting,
+                value: v,
+                span: off + range.start..off + range.end,
+                render: Render::Value(quote),
+                remove: off..off + raw.len(),
+                line: line_of(text, off),
+                indirect: false,
+            });
+        }
+    }
+    out
+}
