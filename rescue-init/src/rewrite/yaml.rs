@@ -364,39 +364,6 @@ pub(super) fn kubeadm_sites(text: &str) -> Vec<Site> {
     out
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scalars() {
-        let cases: &[(&str, Option<(&str, Quote)>)] = &[
-            ("plain value # c", Some(("plain value", Quote::Plain))),
-            ("'it''s'", Some(("it's", Quote::Single))),
-            ("\"a\\\"b\" # c", Some(("a\"b", Quote::Double))),
-            ("# only comment", None),
-            ("[a, b]", None),
-            ("", None),
-            ("'unterminated", None),
-        ];
-        for (s, want) in cases {
-            let got = scalar(s, 0).map(|(v, _, q)| (v, q));
-            assert_eq!(got, want.map(|(v, q)| (v.to_owned(), q)), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn keys() {
-        assert_eq!(key_value("name: x"), Some(("name".into(), 6)));
-        assert_eq!(key_value("extraArgs:"), Some(("extraArgs".into(), 10)));
-        assert_eq!(key_value("\"a:b\": c"), Some(("a:b".into(), 7)));
-        assert_eq!(key_value("url: http://x:1"), Some(("url".into(), 5)));
-        assert_eq!(key_value("no colon here"), None);
-        assert_eq!(key_value("--flag=http://x"), None);
-    }
-}
-
 /// Sites of an etcd configuration file (`--config-file`, e.g. `/etc/etcd/etcd.conf.yml`):
 /// top-level keys are flag names; `client-transport-security` and
 /// `peer-transport-security` hold the TLS flags (`cert-file` there is `--cert-file` and
@@ -442,4 +409,37 @@ pub(super) fn etcd_config_sites(text: &str) -> Vec<Site> {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars() {
+        let cases: &[(&str, Option<(&str, Quote)>)] = &[
+            ("plain value # c", Some(("plain value", Quote::Plain))),
+            ("'it''s'", Some(("it's", Quote::Single))),
+            ("\"a\\\"b\" # c", Some(("a\"b", Quote::Double))),
+            ("# only comment", None),
+            ("[a, b]", None),
+            ("", None),
+            ("'unterminated", None),
+        ];
+        for (s, want) in cases {
+            let got = scalar(s, 0).map(|(v, _, q)| (v, q));
+            assert_eq!(got, want.map(|(v, q)| (v.to_owned(), q)), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(key_value("name: x"), Some(("name".into(), 6)));
+        assert_eq!(key_value("extraArgs:"), Some(("extraArgs".into(), 10)));
+        assert_eq!(key_value("\"a:b\": c"), Some(("a:b".into(), 7)));
+        assert_eq!(key_value("url: http://x:1"), Some(("url".into(), 5)));
+        assert_eq!(key_value("no colon here"), None);
+        assert_eq!(key_value("--flag=http://x"), None);
+    }
 }
