@@ -639,4 +639,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
+mod oracle_tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests;
