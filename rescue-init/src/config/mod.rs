@@ -530,6 +530,28 @@ impl Config {
         }])
     }
 
+    /// In the rescue image: the command line over the plan it names (`rescue.plan=`),
+    /// which the caller has fetched (expanding it with [`expand_plan_url`]) and parsed with
+    /// [`Settings::from_plan_yaml`]; `plan` is `(origin, settings)`, the origin a path or a
+    /// redacted URL.
+    pub fn from_cmdline_and_plan(
+        cmdline: Settings,
+        plan: Option<(String, Settings)>,
+    ) -> Result<Config, ConfigError> {
+        let mut layers = Vec::new();
+        if let Some((origin, settings)) = plan {
+            layers.push(Layer {
+                origin: Origin::Plan(origin),
+                settings,
+            });
+        }
+        layers.push(Layer {
+            origin: Origin::Cmdline,
+            settings: cmdline,
+        });
+        Config::resolve(&layers)
+    }
+
     /// Merges layers over the defaults, lowest precedence first (plan, then command line
     /// or flags), and checks the result.
     pub fn resolve(layers: &[Layer]) -> Result<Config, ConfigError> {

@@ -388,3 +388,33 @@ pub(super) fn parse_args(argv: &[&str]) -> RecoverArgs {
     full.extend_from_slice(argv);
     Wrapper::parse_from(full).args
 }
+
+#[test]
+fn image_flow_cmdline_over_fetched_plan() {
+    let cmdline = Settings::from_cmdline(
+        "console=ttyS0 rescue.plan=https://boot/${mac}.yaml rescue.after=hold",
+    )
+    .unwrap();
+    let Some(Location::Url(url)) = &cmdline.plan else {
+        panic!("plan url expected");
+    };
+    let vars = PlanVars {
+        mac: Some("52:54:00:aa:bb:cc".into()),
+        ..PlanVars::default()
+    };
+    assert_eq!(
+        expand_plan_url(url.expose(), &vars).unwrap(),
+        "https://boot/52:54:00:aa:bb:cc.yaml"
+    );
+    let plan =
+        Settings::from_plan_yaml("after: poweroff\nname: m3\n", "https://boot/x.yaml").unwrap();
+    let cfg =
+        Config::from_cmdline_and_plan(cmdline, Some(("https://boot/x.yaml".into(), plan))).unwrap();
+    assert_eq!(cfg.after, After::Hold, "the command line wins");
+    assert_eq!(cfg.name.as_ref().map(MemberName::as_str), Some("m3"));
+    assert_eq!(cfg.origins.get("after"), Some(&Origin::Cmdline));
+    assert_eq!(
+        cfg.origins.get("name"),
+        Some(&Origin::Plan("https://boot/x.yaml".into()))
+    );
+}

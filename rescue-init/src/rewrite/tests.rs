@@ -513,3 +513,38 @@ fn etcd_config_file() {
     assert!(!r.text.contains("force-new-cluster"));
     golden("etcd.conf.yml.moved.golden", &r.text);
 }
+
+#[test]
+fn kubeadm_list_form_indented_and_crlf_kept() {
+    let t = Target {
+        name: "m1".into(),
+        peer_urls: vec!["https://10.0.0.1:2380".into()],
+        client_urls: vec!["https://10.0.0.1:2379".into()],
+        moved: None,
+    };
+    let old = "kind: ClusterConfiguration\r\netcd:\r\n  local:\r\n    extraArgs:\r\n      - name: name\r\n        value: old\r\n      - name: force-new-cluster\r\n        value: \"true\"\r\n      - name: snapshot-count\r\n        value: \"10000\"\r\nnetworking: {}\r\n";
+    let want = "kind: ClusterConfiguration\r\netcd:\r\n  local:\r\n    extraArgs:\r\n      - name: name\r\n        value: m1\r\n      - name: snapshot-count\r\n        value: \"10000\"\r\nnetworking: {}\r\n";
+    let r = rewrite(FileKind::KubeadmConfig, old, &t);
+    assert_eq!(r.text, want);
+    let manifest = "kind: Pod\r\nspec:\r\n  containers:\r\n  - command:\r\n    - etcd\r\n    - --name=old\r\n    - \"--initial-cluster-state=existing\"\r\n";
+    let r = rewrite(FileKind::EtcdManifest, manifest, &t);
+    assert_eq!(
+        r.text,
+        "kind: Pod\r\nspec:\r\n  containers:\r\n  - command:\r\n    - etcd\r\n    - --name=m1\r\n    - \"--initial-cluster-state=new\"\r\n"
+    );
+}
+
+#[test]
+fn other_kinds_and_other_docs_are_left_alone() {
+    let t = Target {
+        name: "m1".into(),
+        peer_urls: vec!["https://10.0.0.1:2380".into()],
+        client_urls: vec!["https://10.0.0.1:2379".into()],
+        moved: None,
+    };
+    // extraArgs of the apiserver, and of an etcd in a document of another kind.
+    let text = "kind: ClusterConfiguration\napiServer:\n  extraArgs:\n    name: keep\netcd:\n  external:\n    endpoints:\n    - https://10.0.0.2:2379\n---\nkind: KubeletConfiguration\netcd:\n  local:\n    extraArgs:\n      name: keep\n";
+    let r = rewrite(FileKind::KubeadmConfig, text, &t);
+    assert!(!r.changed(), "{:?}", r.changes);
+    assert!(extract(FileKind::KubeadmConfig, text).flags.is_empty());
+}
