@@ -279,8 +279,9 @@ pub struct Target {
 /// A member's move to a new address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Move {
-    /// The host the member had (an IP or a name, without brackets).
-    pub from: String,
+    /// The hosts the member had (IPs or names, without brackets): first the host of its
+    /// peer URL, then any added with [`Target::also_move`].
+    pub from: Vec<String>,
     /// The new IP.
     pub to: IpAddr,
 }
@@ -330,7 +331,10 @@ impl Target {
                         url: peer_urls[0].clone(),
                     })?
                     .to_owned();
-                let m = Move { from, to };
+                let m = Move {
+                    from: vec![from],
+                    to,
+                };
                 peer_urls = peer_urls.iter().map(|u| m.url(u)).collect();
                 client_urls = client_urls.iter().map(|u| m.url(u)).collect();
                 Some(m)
@@ -344,6 +348,17 @@ impl Target {
         })
     }
 
+    /// With a move, also moves `host` (e.g. the apiserver's old `--advertise-address` when
+    /// etcd's peer URL names the member by a host name). No-op without a move.
+    pub fn also_move(&mut self, host: &str) {
+        if let Some(m) = self.moved.as_mut() {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if !m.was(host) {
+                m.from.push(host.to_owned());
+            }
+        }
+    }
+
     /// `--initial-cluster` for the single member.
     pub fn initial_cluster(&self) -> String {
         self.peer_urls
@@ -355,10 +370,15 @@ impl Target {
 }
 
 impl Move {
+    /// Whether `host` is one the member moves away from.
+    fn was(&self, host: &str) -> bool {
+        self.from.iter().any(|f| same_host(host, f))
+    }
+
     /// The URL with its host moved if it was the old host.
     pub fn url(&self, url: &str) -> String {
         match url_host_range(url) {
-            Some(r) if same_host(&url[r.clone()], &self.from) => {
+            Some(r) if self.was(&url[r.clone()]) => {
                 let host = match self.to {
                     IpAddr::V6(v6) => format!("[{v6}]"),
                     IpAddr::V4(v4) => v4.to_string(),
@@ -371,7 +391,7 @@ impl Move {
 
     /// A bare host (no brackets), moved if it was the old host.
     pub fn host(&self, host: &str) -> String {
-        if same_host(host, &self.from) {
+        if self.was(host) {
             self.to.to_string()
         } else {
             host.to_owned()
@@ -384,7 +404,7 @@ impl Move {
             Some((h, p)) if !h.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (h, p),
             _ => return self.host(endpoint),
         };
-        if !same_host(host, &self.from) {
+        if !self.was(host) {
             return endpoint.to_owned();
         }
         match self.to {

@@ -446,7 +446,7 @@ fn damaged_input_never_panics() {
         peer_urls: vec!["https://10.0.0.1:2380".into()],
         client_urls: vec!["https://10.0.0.1:2379".into()],
         moved: Some(Move {
-            from: "10.252.1.9".into(),
+            from: vec!["10.252.1.9".into()],
             to: ip("fd00::1"),
         }),
     };
@@ -547,4 +547,37 @@ fn other_kinds_and_other_docs_are_left_alone() {
     let r = rewrite(FileKind::KubeadmConfig, text, &t);
     assert!(!r.changed(), "{:?}", r.changes);
     assert!(extract(FileKind::KubeadmConfig, text).flags.is_empty());
+}
+
+#[test]
+fn hostname_peer_urls_move_with_extra_hosts() {
+    let mut cur = Settings::default();
+    cur.flags.insert("name".into(), "m1".into());
+    cur.flags.insert(
+        "initial-advertise-peer-urls".into(),
+        "https://m1.example:2380".into(),
+    );
+    cur.flags.insert(
+        "advertise-client-urls".into(),
+        "https://m1.example:2379".into(),
+    );
+    let mut t = Target::plan(&cur, None, Some(ip("10.0.0.50"))).unwrap();
+    assert_eq!(t.peer_urls, vec!["https://10.0.0.50:2380"]);
+    let api = fixture("kubeadm-kube-apiserver.yaml");
+    assert!(!rewrite(FileKind::ApiServerManifest, &api, &t).changed());
+    let old_ip = extract(FileKind::ApiServerManifest, &api)
+        .get("advertise-address")
+        .unwrap()
+        .to_owned();
+    t.also_move(&old_ip);
+    t.also_move(&old_ip);
+    assert_eq!(
+        t.moved.as_ref().unwrap().from,
+        vec!["m1.example", "192.168.56.12"]
+    );
+    let r = check_minimal_and_idempotent(FileKind::ApiServerManifest, &api, &t);
+    assert_eq!(
+        extract(FileKind::ApiServerManifest, &r.text).get("advertise-address"),
+        Some("10.0.0.50")
+    );
 }
