@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Serialize;
 
 use super::{extract, read_text, rewrite, systemd, unified_diff, FileKind, RewriteError};
-use super::{Rewritten, Settings, Target};
+use super::{EtcdSettings, Rewritten, Target};
 
 /// Where hosts keep etcd and control-plane configuration, relative to the root. Drop-ins
 /// of `etcd.service` and the `EnvironmentFile=`s of units are looked up as well.
@@ -137,7 +137,7 @@ pub fn load_host_config(root: &Path) -> Result<Vec<ConfigFile>, RewriteError> {
 /// first (that is what kubelet runs), then systemd units, then etcd's config file, then
 /// environment files (flags win over the environment, as in etcd), then kubeadm
 /// configuration.
-pub fn current_settings(files: &[ConfigFile]) -> Settings {
+pub fn current_settings(files: &[ConfigFile]) -> EtcdSettings {
     let rank = |k: FileKind| match k {
         FileKind::EtcdManifest => 0,
         FileKind::SystemdUnit => 1,
@@ -151,7 +151,7 @@ pub fn current_settings(files: &[ConfigFile]) -> Settings {
         .filter(|f| f.kind != FileKind::ApiServerManifest)
         .collect();
     sorted.sort_by_key(|f| rank(f.kind));
-    let mut out = Settings::default();
+    let mut out = EtcdSettings::default();
     for f in sorted {
         let s = extract(f.kind, &f.text);
         out.fill_from(&s);

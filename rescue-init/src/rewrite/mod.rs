@@ -189,15 +189,15 @@ const SITE_KUBEADM_ADVERTISE: &str = "localAPIEndpoint.advertiseAddress";
 /// The settings found in one file: flag names without dashes (`initial-cluster`) mapped to
 /// the values the program would see. For the apiserver manifest these are apiserver flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Settings {
+pub struct EtcdSettings {
     /// Flag → value (last occurrence wins, as with Go flags).
     pub flags: BTreeMap<String, String>,
     /// Flags whose value names a variable (`${ETCD_NAME}`, `%H`): not in `flags`; their
-    /// values live elsewhere (an environment file, see [`Settings::fill_from`]).
+    /// values live elsewhere (an environment file, see [`EtcdSettings::fill_from`]).
     pub indirect: Vec<String>,
 }
 
-impl Settings {
+impl EtcdSettings {
     /// The value of a flag.
     pub fn get(&self, flag: &str) -> Option<&str> {
         self.flags.get(flag).map(String::as_str)
@@ -228,7 +228,7 @@ impl Settings {
 
     /// Fills in what `other` has and this lacks (for a unit plus its environment file:
     /// flags on the command line win over the environment, as in etcd).
-    pub fn fill_from(&mut self, other: &Settings) {
+    pub fn fill_from(&mut self, other: &EtcdSettings) {
         for (k, v) in &other.flags {
             self.flags.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -236,8 +236,8 @@ impl Settings {
 }
 
 /// Reads the settings of one file.
-pub fn extract(kind: FileKind, text: &str) -> Settings {
-    let mut out = Settings::default();
+pub fn extract(kind: FileKind, text: &str) -> EtcdSettings {
+    let mut out = EtcdSettings::default();
     for site in sites(kind, text) {
         if site.setting.contains(' ') || site.setting == SITE_KUBEADM_ADVERTISE {
             continue;
@@ -292,7 +292,7 @@ impl Target {
     /// URL whose host was the member's old host gets the new one (loopback and wildcard
     /// listen addresses stay).
     pub fn plan(
-        current: &Settings,
+        current: &EtcdSettings,
         name: Option<&str>,
         new_ip: Option<IpAddr>,
     ) -> Result<Target, RewriteError> {
@@ -541,7 +541,7 @@ pub struct Rewritten {
     pub text: String,
     /// The edits, in file order.
     pub changes: Vec<Change>,
-    /// Settings left alone because their value names a variable (`${ETCD_NAME}`).
+    /// EtcdSettings left alone because their value names a variable (`${ETCD_NAME}`).
     pub indirect: Vec<String>,
 }
 

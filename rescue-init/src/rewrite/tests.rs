@@ -362,12 +362,12 @@ fn unit_plus_env_file_extraction() {
 
 #[test]
 fn target_errors_and_ipv6() {
-    let empty = Settings::default();
+    let empty = EtcdSettings::default();
     assert!(matches!(
         Target::plan(&empty, None, None),
         Err(RewriteError::MissingSetting { setting: "--name" })
     ));
-    let mut s = Settings::default();
+    let mut s = EtcdSettings::default();
     s.flags.insert("name".into(), "a".into());
     s.flags.insert(
         "initial-cluster".into(),
@@ -551,7 +551,7 @@ fn other_kinds_and_other_docs_are_left_alone() {
 
 #[test]
 fn hostname_peer_urls_move_with_extra_hosts() {
-    let mut cur = Settings::default();
+    let mut cur = EtcdSettings::default();
     cur.flags.insert("name".into(), "m1".into());
     cur.flags.insert(
         "initial-advertise-peer-urls".into(),
