@@ -319,3 +319,26 @@ mod tests {
         assert!(rw[2].rewritten.changed());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn oversized_and_binary_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("etc/etcd/etcd.conf");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, vec![b'#'; (super::super::MAX_CONFIG_SIZE + 1) as usize]).unwrap();
+        assert!(matches!(
+            load_host_config(dir.path()),
+            Err(RewriteError::TooLarge { .. })
+        ));
+        std::fs::write(&p, b"ETCD_NAME=\xff\xfe\n").unwrap();
+        assert!(matches!(
+            load_host_config(dir.path()),
+            Err(RewriteError::NotText { .. })
+        ));
+    }
+}

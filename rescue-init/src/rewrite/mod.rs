@@ -61,6 +61,14 @@ pub enum RewriteError {
         #[source]
         source: std::io::Error,
     },
+    /// A configuration file too large to be one.
+    #[error("{path} is {size} bytes, too large for a configuration file")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
     /// A configuration file is not UTF-8 text.
     #[error("{path} is not utf-8 text")]
     NotText {
@@ -641,12 +649,28 @@ fn plain_safe(s: &str) -> bool {
             .any(|c| c.is_control() || c == '"' || c == '\\' || c == ' ')
 }
 
-/// Reads a configuration file as text (read-only).
+/// Files larger than this are not configuration files.
+pub const MAX_CONFIG_SIZE: u64 = 4 << 20;
+
+/// Reads a configuration file as text (read-only), refusing more than
+/// [`MAX_CONFIG_SIZE`] bytes.
 pub fn read_text(path: &Path) -> Result<String, RewriteError> {
-    let bytes = std::fs::read(path).map_err(|source| RewriteError::Read {
+    use std::io::Read;
+    let read_err = |source| RewriteError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(RewriteError::TooLarge {
+            path: path.to_owned(),
+            size: std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len()),
+        });
+    }
     String::from_utf8(bytes).map_err(|_| RewriteError::NotText {
         path: path.to_owned(),
     })
