@@ -27,6 +27,23 @@ enum Command {
     /// Inspect and restore etcd snapshots (etcdutl-compatible flags)
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Recover a whole control-plane host from its newest backup
+    Recover(RecoverCli),
+}
+
+#[derive(Args, Debug)]
+struct RecoverCli {
+    #[command(flatten)]
+    args: crate::config::RecoverArgs,
+    /// Recover again even if the host was already recovered from the same backup
+    #[arg(long)]
+    force: bool,
+    /// Another directory to search for backups (e.g. mounted boot media); repeatable
+    #[arg(long, value_name = "DIR")]
+    search: Vec<PathBuf>,
+    /// Show no progress
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,8 +182,53 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 r.bumped_to.map(|b| format!(" (bumped to {b}, older revisions compacted)")).unwrap_or_default(),
             )?;
         }
+        Command::Recover(a) => return recover(a, &mut out),
     }
     Ok(())
+}
+
+fn recover(a: RecoverCli, out: &mut impl Write) -> Result<(), Box<dyn Error>> {
+    use crate::recover::{self, RecoverError, RecoverOptions};
+    use crate::report::Outcome;
+    let plan = a
+        .args
+        .plan
+        .as_deref()
+        .map(crate::config::load_plan_file)
+        .transpose()?;
+    let cfg = a.args.resolve(plan)?;
+    let opts = RecoverOptions {
+        extra_dirs: a.search,
+        force: a.force,
+    };
+    let mut progress = if a.quiet {
+        Progress::hidden()
+    } else {
+        Progress::stderr()
+    };
+    let (report, result) = recover::recover(&cfg, &opts, &mut progress);
+    if !report.plan.is_empty() {
+        writeln!(out, "plan:")?;
+        for (i, s) in report.plan.iter().enumerate() {
+            writeln!(out, "{:>3}. {s}", i + 1)?;
+        }
+    }
+    for d in &report.diffs {
+        write!(out, "{}", d.diff)?;
+    }
+    // The report goes on the host only when the host was changed (or a change was attempted
+    // and rolled back); a refused or dry run leaves the host exactly as it was.
+    let touched = matches!(report.outcome, Outcome::Recovered)
+        || matches!(&result, Err(RecoverError::Apply(_)));
+    if touched {
+        let dir = recover::report_dir(&report.root, &report.started_at.replace(['-', ':'], ""));
+        match recover::write_report(&dir, &report) {
+            Ok(p) => writeln!(out, "report: {}", p.display())?,
+            Err(e) => writeln!(out, "report could not be written: {}", chain(&e))?,
+        }
+    }
+    write!(out, "{}", report.summary())?;
+    result.map_err(Into::into)
 }
 
 fn status_simple(st: &Status) -> String {

@@ -13,6 +13,7 @@ pub mod formats;
 pub mod net;
 pub mod plan;
 pub mod progress;
+pub mod recover;
 pub mod report;
 pub mod rewrite;
 pub mod snapshot;

@@ -13,20 +13,17 @@ use std::time::Instant;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::discover::{KubeSource, Location};
 use crate::plan::{Plan, Step};
 use crate::progress::Progress;
 use crate::snapshot::{self, RestoreOptions, RestoreReport, SnapshotError, SnapshotFile};
 
-/// Staging of archive contents, provided by the caller (the archive module in production).
+/// Staging of backup contents, provided by the caller (archives and copies in production).
 pub trait Stager {
-    /// Streams `member` of `archive` (or the whole file when `member` is None) into the new
-    /// file `to`, fsynced.
-    fn stage_file(&self, archive: &Path, member: Option<&str>, to: &Path)
-        -> Result<u64, StepError>;
-    /// Extracts the entries under `prefix` of `archive` (or copies directory `archive` when it
-    /// is one) into the new directory `to`, keeping modes, fsynced.
-    fn stage_tree(&self, archive: &Path, prefix: Option<&str>, to: &Path)
-        -> Result<u64, StepError>;
+    /// Streams a snapshot (a file or an archive member) into the new file `to`, fsynced.
+    fn stage_snapshot(&self, from: &Location, to: &Path) -> Result<u64, StepError>;
+    /// Builds the backup's `/etc/kubernetes` content in the new directory `to`, fsynced.
+    fn stage_kubernetes(&self, from: &KubeSource, to: &Path) -> Result<u64, StepError>;
 }
 
 /// Why one step failed.
@@ -90,7 +87,7 @@ pub struct StepOutcome {
 enum Undo {
     /// Rename `now` back to `was`.
     Rename { now: PathBuf, was: PathBuf },
-    /// Move a path we created out of the way, into `trash`.
+    /// Move a path we created out of the way, to the hidden sibling `trash`.
     Created { path: PathBuf, trash: PathBuf },
     /// Put the old bytes and mode of a rewritten file back.
     Rewritten {
@@ -100,12 +97,12 @@ enum Undo {
     },
 }
 
-/// Applies `plan`. `trash` is a directory (in the staging area) where rollback moves what
-/// the plan created; nothing is ever deleted from the host.
+/// Applies `plan`. Rollback moves what the plan created to a hidden sibling named with
+/// `tag` (`.NAME.rescue-init-rolled-back-TAG`); nothing is ever deleted from the host.
 pub fn apply(
     plan: &Plan,
     stager: &dyn Stager,
-    trash: &Path,
+    tag: &str,
     progress: &mut Progress,
 ) -> Result<Vec<StepOutcome>, ExecError> {
     let mut undo: Vec<Undo> = Vec::new();
@@ -113,7 +110,7 @@ pub fn apply(
     for (i, step) in plan.steps.iter().enumerate() {
         let started = Instant::now();
         log::info!("step {}: {step}", i + 1);
-        match run_step(step, stager, trash, progress, &mut undo) {
+        match run_step(step, stager, tag, progress, &mut undo) {
             Ok(mut o) => {
                 o.seconds = started.elapsed().as_secs_f64();
                 log::info!("step {} done in {:.2}s", i + 1, o.seconds);
@@ -148,17 +145,17 @@ fn outcome(step: &Step) -> StepOutcome {
 fn run_step(
     step: &Step,
     stager: &dyn Stager,
-    trash: &Path,
+    tag: &str,
     progress: &mut Progress,
     undo: &mut Vec<Undo>,
 ) -> Result<StepOutcome, StepError> {
     let mut o = outcome(step);
     match step {
-        Step::StageFile { from, member, to } => {
-            o.bytes = Some(stager.stage_file(from, member.as_deref(), to)?);
+        Step::StageSnapshot { from, to } => {
+            o.bytes = Some(stager.stage_snapshot(from, to)?);
         }
-        Step::StageTree { from, prefix, to } => {
-            o.bytes = Some(stager.stage_tree(from, prefix.as_deref(), to)?);
+        Step::StageKubernetes { from, to } => {
+            o.bytes = Some(stager.stage_kubernetes(from, to)?);
         }
         Step::VerifySnapshot {
             path,
@@ -182,7 +179,7 @@ fn run_step(
             fs::rename(from, to).map_err(io_err("installing", to))?;
             undo.push(Undo::Created {
                 path: to.clone(),
-                trash: trash_path(trash, to),
+                trash: trash_path(tag, to),
             });
             sync_parent(to)?;
         }
@@ -203,7 +200,7 @@ fn run_step(
             if !existed {
                 undo.push(Undo::Created {
                     path: r.data_dir.clone(),
-                    trash: trash_path(trash, &r.data_dir),
+                    trash: trash_path(tag, &r.data_dir),
                 });
             }
             o.restore = Some(report);
@@ -240,12 +237,12 @@ fn run_step(
     Ok(o)
 }
 
-fn trash_path(trash: &Path, p: &Path) -> PathBuf {
+fn trash_path(tag: &str, p: &Path) -> PathBuf {
     let name = p
-        .to_string_lossy()
-        .trim_start_matches('/')
-        .replace('/', "_");
-    trash.join(format!("rolled-back-{name}"))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    p.with_file_name(format!(".{name}.rescue-init-rolled-back-{tag}"))
 }
 
 fn rollback(undo: Vec<Undo>) -> (Vec<String>, Vec<String>) {
@@ -259,9 +256,7 @@ fn rollback(undo: Vec<Undo>) -> (Vec<String>, Vec<String>) {
             ),
             Undo::Created { path, trash } => (
                 format!("mv {} {}", path.display(), trash.display()),
-                fs::create_dir_all(trash.parent().unwrap_or(Path::new("/")))
-                    .and_then(|_| fs::rename(&path, &trash))
-                    .and_then(|_| sync_parent_io(&path)),
+                fs::rename(&path, &trash).and_then(|_| sync_parent_io(&path)),
             ),
             Undo::Rewritten { path, before, mode } => (
                 format!("restore old contents of {}", path.display()),
@@ -293,6 +288,19 @@ fn sync_parent_io(p: &Path) -> std::io::Result<()> {
 
 fn sync_parent(p: &Path) -> Result<(), StepError> {
     sync_parent_io(p).map_err(io_err("syncing the directory of", p))
+}
+
+/// Creates the new file `path` with `data` and `mode`, fsynced with its directory.
+pub(crate) fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<(), StepError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(io_err("creating", path))?;
+    f.write_all(data).map_err(io_err("writing", path))?;
+    f.sync_all().map_err(io_err("syncing", path))?;
+    sync_parent(path)
 }
 
 /// Replaces `path` atomically with `data`: a temporary sibling with the same mode and owner,
@@ -336,10 +344,11 @@ mod tests {
 
     struct CopyStager;
     impl Stager for CopyStager {
-        fn stage_file(&self, from: &Path, _: Option<&str>, to: &Path) -> Result<u64, StepError> {
-            fs::copy(from, to).map_err(io_err("copying", from))
+        fn stage_snapshot(&self, _: &Location, to: &Path) -> Result<u64, StepError> {
+            fs::write(to, "x").map_err(io_err("writing", to))?;
+            Ok(1)
         }
-        fn stage_tree(&self, _: &Path, _: Option<&str>, to: &Path) -> Result<u64, StepError> {
+        fn stage_kubernetes(&self, _: &KubeSource, to: &Path) -> Result<u64, StepError> {
             fs::create_dir(to).map_err(io_err("creating", to))?;
             Ok(0)
         }
@@ -390,13 +399,7 @@ mod tests {
                 }),
             ],
         };
-        let err = apply(
-            &plan,
-            &CopyStager,
-            &root.join("stage/trash"),
-            &mut Progress::hidden(),
-        )
-        .expect_err("must fail");
+        let err = apply(&plan, &CopyStager, "T1", &mut Progress::hidden()).expect_err("must fail");
         assert_eq!(err.index, 5);
         assert!(
             err.rollback_failures.is_empty(),
@@ -414,7 +417,9 @@ mod tests {
         );
         assert!(!root.join("var/lib/etcd.aside").exists());
         assert!(!root.join("etc/kubernetes.aside").exists());
-        assert!(root.join("stage/trash").read_dir().expect("trash").count() == 1);
+        assert!(root
+            .join("etc/.kubernetes.rescue-init-rolled-back-T1")
+            .is_dir());
         assert!(crate::cli::chain(&err).contains("put back as it was"));
     }
 
@@ -431,10 +436,10 @@ mod tests {
                 after: "b\n".into(),
             }],
         };
-        apply(&plan, &CopyStager, t.path(), &mut Progress::hidden()).expect("apply");
+        apply(&plan, &CopyStager, "T2", &mut Progress::hidden()).expect("apply");
         assert_eq!(fs::read_to_string(&f).expect("read"), "b\n");
         assert_eq!(fs::metadata(&f).expect("meta").mode() & 0o777, 0o600);
-        let err = apply(&plan, &CopyStager, t.path(), &mut Progress::hidden()).expect_err("stale");
+        let err = apply(&plan, &CopyStager, "T2", &mut Progress::hidden()).expect_err("stale");
         assert!(crate::cli::chain(&err).contains("changed since it was planned"));
         assert_eq!(
             t.path().read_dir().expect("dir").count(),

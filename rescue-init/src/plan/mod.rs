@@ -10,22 +10,16 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::discover::{KubeSource, Location};
+
 /// One step of a recovery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "step", rename_all = "camelCase")]
 pub enum Step {
-    /// Copy one member of an archive (or a file) into the staging directory.
-    StageFile {
-        from: PathBuf,
-        member: Option<String>,
-        to: PathBuf,
-    },
-    /// Extract the entries of an archive below `prefix` (or copy a directory) into staging.
-    StageTree {
-        from: PathBuf,
-        prefix: Option<String>,
-        to: PathBuf,
-    },
+    /// Copy a snapshot (a file, or a member of an archive) into the staging directory.
+    StageSnapshot { from: Location, to: PathBuf },
+    /// Build the backup's `/etc/kubernetes` content in the staging directory.
+    StageKubernetes { from: KubeSource, to: PathBuf },
     /// Check a snapshot's sha256 trailer and bbolt structure.
     VerifySnapshot {
         path: PathBuf,
@@ -90,19 +84,27 @@ impl Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Step::StageFile { from, member: Some(m), to } => {
-                write!(f, "extract {m} from {} to {}", from.display(), to.display())
+            Step::StageSnapshot { from, to } => write!(f, "copy {from} to {}", to.display()),
+            Step::StageKubernetes { from, to } => {
+                let what = match from {
+                    KubeSource::Dir { path } => format!("copy {}", path.display()),
+                    KubeSource::Archive { archive, prefix } if prefix.is_empty() => {
+                        format!("extract {}", archive.display())
+                    }
+                    KubeSource::Archive { archive, prefix } => {
+                        format!("extract {prefix} of {}", archive.display())
+                    }
+                    KubeSource::OpenShiftResources { archive } => format!(
+                        "extract static-pod-resources and the etcd pod of {}",
+                        archive.display()
+                    ),
+                    KubeSource::RkeState { state, .. } => {
+                        format!("rebuild ssl/ from the certificatesBundle of {state}")
+                    }
+                    KubeSource::RkeSsl { ssl_dir } => format!("keep {}", ssl_dir.display()),
+                };
+                write!(f, "{what} to {}", to.display())
             }
-            Step::StageFile { from, member: None, to } => {
-                write!(f, "copy {} to {}", from.display(), to.display())
-            }
-            Step::StageTree { from, prefix, to } => write!(
-                f,
-                "extract {}{} to {}",
-                from.display(),
-                prefix.as_ref().map(|p| format!(" (entries under {p})")).unwrap_or_default(),
-                to.display()
-            ),
             Step::VerifySnapshot { path, skip_hash_check } => write!(
                 f,
                 "verify snapshot {}{}",
@@ -172,7 +174,9 @@ impl Plan {
         let last_check = self.steps.iter().rposition(|s| {
             matches!(
                 s,
-                Step::VerifySnapshot { .. } | Step::StageFile { .. } | Step::StageTree { .. }
+                Step::VerifySnapshot { .. }
+                    | Step::StageSnapshot { .. }
+                    | Step::StageKubernetes { .. }
             )
         });
         let mut moved: Vec<&Path> = Vec::new();

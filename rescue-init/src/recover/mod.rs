@@ -1,0 +1,609 @@
+//! `recover --root DIR`: the whole recovery of a control-plane host, the same code PID 1 runs
+//! after mounting the host disk.
+//!
+//! discover (read-only) → stage and verify (writes only to staging directories rescue-init
+//! creates, removed on failure) → plan the host changes (pure, from what was staged) →
+//! validate → apply with rollback ([`crate::exec`]) → report.
+mod stage;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::config::{Config, Location as SourceLocation};
+use crate::discover::bbolt::HashCheck;
+use crate::discover::{self, Candidate, KubeSource, Layout, Location, ScanOptions};
+use crate::exec::{self, ExecError};
+use crate::plan::{Plan, PlanError, RestoreEtcd, Step};
+use crate::progress::Progress;
+use crate::report::{compact_timestamp, FileDiff, Outcome, Report};
+use crate::rewrite::{self, ConfigFile, FileKind, RewriteError, Target};
+
+pub use stage::BackupStager;
+
+/// Why a recovery could not be done. Each names the cause and what to do.
+#[derive(Debug, Error)]
+pub enum RecoverError {
+    #[error("no host root given: pass --root DIR (the mounted host disk)")]
+    NoRoot,
+    #[error("cannot read the host root")]
+    Discover(#[from] discover::DiscoverError),
+    #[error("no usable etcd backup found under {root}{}; put a backup on the host or the boot media, or pass --source", candidates_note(.candidates))]
+    NoBackup { root: PathBuf, candidates: String },
+    #[error("--source {0}: {1}")]
+    Source(String, String),
+    #[error("the etcd member settings are unknown")]
+    Settings(#[source] RewriteError),
+    #[error("refusing an unsafe plan")]
+    Plan(#[from] PlanError),
+    #[error("the backup could not be staged or verified; the host was not changed")]
+    Prepare(#[source] ExecError),
+    #[error("recovery failed")]
+    Apply(#[source] ExecError),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn candidates_note(c: &str) -> String {
+    if c.trim().is_empty() {
+        String::new()
+    } else {
+        format!(" (candidates: {})", c.trim().replace('\n', "; "))
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> RecoverError {
+    let path = path.to_path_buf();
+    move |source| RecoverError::Io { op, path, source }
+}
+
+/// Extra inputs of a recovery that are not configuration.
+#[derive(Debug, Clone, Default)]
+pub struct RecoverOptions {
+    /// More directories to search for backups (the boot media in the image).
+    pub extra_dirs: Vec<PathBuf>,
+    /// Recover again even if the host was already recovered from this backup.
+    pub force: bool,
+}
+
+/// What a previous successful recovery left, to make a second run safe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Marker {
+    source: String,
+    size: u64,
+    timestamp: i64,
+    data_dir: PathBuf,
+    member_id: String,
+    report: PathBuf,
+}
+
+const MARKER: &str = "var/lib/rescue-init/last-recovery.json";
+
+/// Recovers the host at `cfg.root`. Always returns a report; the error, if any, beside it.
+pub fn recover(
+    cfg: &Config,
+    opts: &RecoverOptions,
+    progress: &mut Progress,
+) -> (Report, Result<(), RecoverError>) {
+    let started = SystemTime::now();
+    let root = cfg.root.clone().unwrap_or_default();
+    let mut report = Report::new(&root, started);
+    report.config = cfg.to_report_json();
+    let result = run(cfg, opts, &root, started, progress, &mut report);
+    let outcome = match &result {
+        Ok(o) => o.clone(),
+        Err(e) => {
+            let (rolled_back, rollback_failures) = match e {
+                RecoverError::Apply(x) => (x.rolled_back.clone(), x.rollback_failures.clone()),
+                _ => (Vec::new(), Vec::new()),
+            };
+            Outcome::Failed {
+                error: crate::cli::chain(e),
+                rolled_back,
+                rollback_failures,
+            }
+        }
+    };
+    report.finish(started, outcome);
+    (report, result.map(|_| ()))
+}
+
+fn run(
+    cfg: &Config,
+    opts: &RecoverOptions,
+    root: &Path,
+    started: SystemTime,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<Outcome, RecoverError> {
+    if cfg.root.is_none() {
+        return Err(RecoverError::NoRoot);
+    }
+    let ts = compact_timestamp(started);
+
+    // 1. Discover (read-only).
+    let candidate = choose_backup(cfg, opts, root, report)?;
+    let source_id = candidate.snapshot.to_string();
+    report.source = Some(format!("{} {source_id}", candidate.layout));
+    log::info!("backup: {} {source_id}", candidate.layout);
+    if !opts.force {
+        if let Some(reason) = already_recovered(root, &candidate) {
+            return Ok(Outcome::AlreadyRecovered { reason });
+        }
+    }
+
+    // 2. Stage and verify: writes only into staging directories we create (outside the root
+    //    for a dry run), removed again unless the recovery goes ahead.
+    let staging = Staging::new(root, &ts, cfg.dry_run)?;
+    let result = stage_and_plan(cfg, root, &ts, &candidate, &staging, progress, report);
+    let plan = match result {
+        Ok(p) => p,
+        Err(e) => {
+            staging.remove();
+            return Err(e);
+        }
+    };
+    report.plan = plan.steps.iter().map(ToString::to_string).collect();
+    if cfg.dry_run {
+        staging.remove();
+        return Ok(Outcome::DryRun);
+    }
+
+    // 3. Apply, with rollback.
+    match exec::apply(&plan, &BackupStager, &ts, progress) {
+        Ok(steps) => report.steps.extend(steps),
+        Err(e) => return Err(RecoverError::Apply(e)),
+    }
+    staging.remove();
+    let member_id = report
+        .steps
+        .iter()
+        .find_map(|s| s.restore.as_ref().map(|r| r.member_id.clone()))
+        .unwrap_or_default();
+    let data_dir = plan
+        .steps
+        .iter()
+        .find_map(|s| match s {
+            Step::RestoreEtcd(r) => Some(r.data_dir.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let marker = Marker {
+        source: source_id,
+        size: candidate.size,
+        timestamp: candidate.timestamp,
+        data_dir,
+        member_id,
+        report: report_dir(root, &ts).join("report.json"),
+    };
+    write_marker(root, &marker)?;
+    Ok(Outcome::Recovered)
+}
+
+/// Where the report of a run goes on the host.
+pub fn report_dir(root: &Path, ts: &str) -> PathBuf {
+    root.join("var/log/rescue-init").join(ts)
+}
+
+/// Writes `report.json` and `summary.txt` into `dir`.
+pub fn write_report(dir: &Path, report: &Report) -> Result<PathBuf, RecoverError> {
+    fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    let path = dir.join("report.json");
+    let json = serde_json::to_vec_pretty(report).map_err(|e| RecoverError::Io {
+        op: "encoding",
+        path: path.clone(),
+        source: e.into(),
+    })?;
+    exec::write_new(&path, &json, 0o600).map_err(|e| RecoverError::Io {
+        op: "writing",
+        path: path.clone(),
+        source: std::io::Error::other(crate::cli::chain(&e)),
+    })?;
+    let summary = dir.join("summary.txt");
+    let _ = exec::write_new(&summary, report.summary().as_bytes(), 0o644);
+    Ok(path)
+}
+
+fn choose_backup(
+    cfg: &Config,
+    opts: &RecoverOptions,
+    root: &Path,
+    report: &mut Report,
+) -> Result<Candidate, RecoverError> {
+    let mut scan = ScanOptions {
+        extra_dirs: opts.extra_dirs.clone(),
+        skip_live_data_dir: true,
+        ..Default::default()
+    };
+    let wanted: Option<PathBuf> = match &cfg.source {
+        None => None,
+        Some(SourceLocation::Path(p)) => {
+            let p = if p.exists() { p.clone() } else { root.join(p.strip_prefix("/").unwrap_or(p)) };
+            if !p.exists() {
+                return Err(RecoverError::Source(p.display().to_string(), "no such file or directory".into()));
+            }
+            scan.extra_dirs.push(if p.is_dir() { p.clone() } else { p.parent().unwrap_or(Path::new("/")).to_path_buf() });
+            scan.check_all = true;
+            scan.skip_live_data_dir = false;
+            Some(p)
+        }
+        Some(SourceLocation::Url(u)) => {
+            return Err(RecoverError::Source(
+                u.redacted(),
+                "fetching from a URL is done by `rescue-init fetch` (network sources); give a local path here".into(),
+            ))
+        }
+    };
+    let mut inv = discover::scan(root, &scan)?;
+    if wanted.is_none() && inv.chosen().is_none() {
+        // No backup: the host's own data dir is the last resort (the newest data, if intact).
+        let retry = ScanOptions {
+            skip_live_data_dir: false,
+            ..scan.clone()
+        };
+        let second = discover::scan(root, &retry)?;
+        if second.chosen().is_some() {
+            log::warn!("no backup found; recovering from the host's own etcd data dir");
+            inv = second;
+        }
+    }
+    report.candidates = serde_json::to_value(&inv).unwrap_or_default();
+    let chosen = match &wanted {
+        None => inv.chosen().cloned(),
+        Some(p) => inv
+            .candidates
+            .iter()
+            .filter(|c| c.status != discover::Status::Rejected)
+            .filter(|c| location_under(&c.snapshot, p))
+            .max_by_key(|c| c.timestamp)
+            .cloned(),
+    };
+    chosen.ok_or_else(|| RecoverError::NoBackup {
+        root: root.to_path_buf(),
+        candidates: inv.to_string(),
+    })
+}
+
+fn location_under(loc: &Location, p: &Path) -> bool {
+    match loc {
+        Location::File { path } => path.starts_with(p),
+        Location::Member { archive, .. } => archive.starts_with(p),
+    }
+}
+
+fn already_recovered(root: &Path, c: &Candidate) -> Option<String> {
+    let text = fs::read(root.join(MARKER)).ok()?;
+    let m: Marker = serde_json::from_slice(&text).ok()?;
+    let same = m.source == c.snapshot.to_string() && m.size == c.size && m.timestamp == c.timestamp;
+    (same && m.data_dir.join("member/snap/db").exists()).then(|| {
+        format!(
+            "already recovered from {} as member {} (report {}); pass --force to recover again",
+            m.source,
+            m.member_id,
+            m.report.display()
+        )
+    })
+}
+
+fn write_marker(root: &Path, m: &Marker) -> Result<(), RecoverError> {
+    let path = root.join(MARKER);
+    let dir = path.parent().unwrap_or(root);
+    fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    let json = serde_json::to_vec_pretty(m).unwrap_or_default();
+    let mode = 0o600;
+    let r = if path.exists() {
+        exec::write_replace(&path, &json, mode)
+    } else {
+        exec::write_new(&path, &json, mode)
+    };
+    r.map_err(|e| RecoverError::Io {
+        op: "writing",
+        path,
+        source: std::io::Error::other(crate::cli::chain(&e)),
+    })
+}
+
+/// Staging directories rescue-init creates: one beside `/etc/kubernetes` (so the staged tree
+/// can be renamed into place on the same filesystem) and one for the snapshot.
+struct Staging {
+    etc: PathBuf,
+    var: PathBuf,
+    created: Vec<PathBuf>,
+}
+
+impl Staging {
+    fn new(root: &Path, ts: &str, dry_run: bool) -> Result<Self, RecoverError> {
+        let (etc, var) = if dry_run {
+            let base = std::env::temp_dir()
+                .join(format!("rescue-init-dry-run-{}-{ts}", std::process::id()));
+            (base.join("etc"), base.join("var"))
+        } else {
+            (
+                root.join(format!("etc/.rescue-init-{ts}")),
+                root.join(format!("var/lib/.rescue-init-{ts}")),
+            )
+        };
+        let mut created = Vec::new();
+        for d in [&etc, &var] {
+            let mut missing = Vec::new();
+            let mut cur = d.as_path();
+            while !cur.exists() {
+                missing.push(cur.to_path_buf());
+                match cur.parent() {
+                    Some(p) => cur = p,
+                    None => break,
+                }
+            }
+            fs::create_dir_all(d).map_err(io_err("creating staging directory", d))?;
+            created.extend(missing.into_iter().rev());
+        }
+        Ok(Staging { etc, var, created })
+    }
+
+    fn remove(&self) {
+        for d in self.created.iter().rev() {
+            let _ = fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// The `/etc/kubernetes` tree the backup brings: the whole tree, or only some entries of it.
+fn replaces_whole_tree(k: &KubeSource) -> bool {
+    matches!(k, KubeSource::Dir { .. } | KubeSource::Archive { .. })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stage_and_plan(
+    cfg: &Config,
+    root: &Path,
+    ts: &str,
+    c: &Candidate,
+    staging: &Staging,
+    progress: &mut Progress,
+    report: &mut Report,
+) -> Result<Plan, RecoverError> {
+    // Stage what must be extracted, and verify the snapshot.
+    let mut prep = Plan::default();
+    let snapshot = match &c.snapshot {
+        Location::File { path } => path.clone(),
+        Location::Member { .. } => {
+            let to = staging.var.join("snapshot.db");
+            prep.steps.push(Step::StageSnapshot {
+                from: c.snapshot.clone(),
+                to: to.clone(),
+            });
+            to
+        }
+    };
+    let skip_hash = matches!(c.layout, Layout::RawDb | Layout::DataDir)
+        || c.check
+            .as_ref()
+            .is_some_and(|r| r.hash == HashCheck::Absent);
+    let staged_kube = match &c.kubernetes {
+        Some(k) if !matches!(k, KubeSource::RkeSsl { .. }) => {
+            let to = staging.etc.join("kubernetes");
+            prep.steps.push(Step::StageKubernetes {
+                from: k.clone(),
+                to: to.clone(),
+            });
+            Some((k.clone(), to))
+        }
+        _ => None,
+    };
+    prep.steps.push(Step::VerifySnapshot {
+        path: snapshot.clone(),
+        skip_hash_check: skip_hash,
+    });
+    let prepared =
+        exec::apply(&prep, &BackupStager, ts, progress).map_err(RecoverError::Prepare)?;
+    report
+        .plan
+        .extend(prep.steps.iter().map(ToString::to_string));
+    report.steps.extend(prepared);
+
+    // The configuration that will be in effect: the host's, with the staged tree's files
+    // standing in for those it replaces.
+    let host_files = rewrite::load_host_config(root).map_err(RecoverError::Settings)?;
+    let mut files: Vec<(ConfigFile, PathBuf)> = Vec::new(); // (file, where it will live on the host)
+    if let Some((k, dir)) = &staged_kube {
+        let staged_root = staging.etc.join("root");
+        let link_dir = staged_root.join("etc");
+        fs::create_dir_all(&link_dir).map_err(io_err("creating", &link_dir))?;
+        // Make the staged tree readable as `<staged_root>/etc/kubernetes` without copying.
+        let link = link_dir.join("kubernetes");
+        if !link.exists() {
+            std::os::unix::fs::symlink(dir, &link).map_err(io_err("linking", &link))?;
+        }
+        for f in rewrite::load_host_config(&staged_root).map_err(RecoverError::Settings)? {
+            let dest = root.join(&f.real_path);
+            files.push((f, dest));
+        }
+        let whole = replaces_whole_tree(k);
+        for f in host_files {
+            let under_kube = f.real_path.starts_with("etc/kubernetes");
+            let replaced =
+                under_kube && (whole || files.iter().any(|(s, _)| s.real_path == f.real_path));
+            if !replaced {
+                let dest = root.join(&f.real_path);
+                files.push((f, dest));
+            }
+        }
+        let _ = fs::remove_file(&link);
+    } else {
+        files = host_files
+            .into_iter()
+            .map(|f| {
+                let dest = root.join(&f.real_path);
+                (f, dest)
+            })
+            .collect();
+    }
+    let only: Vec<ConfigFile> = files.iter().map(|(f, _)| f.clone()).collect();
+    let settings = rewrite::current_settings(&only);
+    let name = cfg.name.as_ref().map(|n| n.as_str());
+    let mut target = match Target::plan(&settings, name, cfg.advertise_address) {
+        Ok(t) => t,
+        Err(e) => fallback_target(cfg).ok_or(RecoverError::Settings(e))?,
+    };
+    if let Some(api) = only.iter().find(|f| f.kind == FileKind::ApiServerManifest) {
+        if let Some(addr) = rewrite::extract(api.kind, &api.text).get("advertise-address") {
+            target.also_move(addr);
+        }
+    }
+    report.member = serde_json::to_value(&target).ok();
+
+    // The host changes.
+    let data_dir_rel = settings
+        .data_dir()
+        .unwrap_or("/var/lib/etcd")
+        .trim_start_matches('/')
+        .to_string();
+    let data_dir = root.join(&data_dir_rel);
+    let mut plan = Plan::default();
+    let aside = |p: &Path| -> PathBuf {
+        let name = p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        p.with_file_name(format!("{name}.before-rescue-{ts}"))
+    };
+    let mut snapshot_now = snapshot.clone();
+    if data_dir.exists() {
+        let to = aside(&data_dir);
+        if let Ok(rel) = snapshot.strip_prefix(&data_dir) {
+            snapshot_now = to.join(rel);
+        }
+        plan.steps.push(Step::MoveAside {
+            from: data_dir.clone(),
+            to: to.clone(),
+        });
+        report.moved_aside.push((data_dir.clone(), to));
+    }
+    if let Some((k, dir)) = &staged_kube {
+        let kube = root.join("etc/kubernetes");
+        if replaces_whole_tree(k) {
+            if kube.exists() {
+                let to = aside(&kube);
+                plan.steps.push(Step::MoveAside {
+                    from: kube.clone(),
+                    to: to.clone(),
+                });
+                report.moved_aside.push((kube.clone(), to));
+            }
+            plan.steps.push(Step::Install {
+                from: dir.clone(),
+                to: kube.clone(),
+            });
+            report.written.push(kube);
+        } else {
+            if !kube.exists() {
+                fs::create_dir_all(&kube).map_err(io_err("creating", &kube))?;
+            }
+            let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+                .map_err(io_err("reading", dir))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .collect();
+            entries.sort();
+            for e in entries {
+                let Some(n) = e.file_name() else { continue };
+                let dest = kube.join(n);
+                if dest.exists() {
+                    let to = aside(&dest);
+                    plan.steps.push(Step::MoveAside {
+                        from: dest.clone(),
+                        to: to.clone(),
+                    });
+                    report.moved_aside.push((dest.clone(), to));
+                }
+                plan.steps.push(Step::Install {
+                    from: e.clone(),
+                    to: dest.clone(),
+                });
+                report.written.push(dest);
+            }
+        }
+    }
+    plan.steps.push(Step::RestoreEtcd(RestoreEtcd {
+        snapshot: snapshot_now,
+        data_dir: data_dir.clone(),
+        name: target.name.clone(),
+        initial_cluster: target.initial_cluster(),
+        peer_urls: target.peer_urls.clone(),
+        token: "etcd-cluster".into(),
+        skip_hash_check: skip_hash,
+        bump_revision: cfg.bump.revision(),
+    }));
+    report.written.push(data_dir.clone());
+    for (f, dest) in &files {
+        let r = rewrite::rewrite(f.kind, &f.text, &target);
+        if r.changed() {
+            report.diffs.push(FileDiff {
+                path: dest.clone(),
+                diff: rewrite::unified_diff(&f.path.to_string_lossy(), &f.text, &r.text),
+            });
+            plan.steps.push(Step::Rewrite {
+                path: dest.clone(),
+                before: f.text.clone(),
+                after: r.text,
+            });
+            report.written.push(dest.clone());
+        }
+    }
+    plan.steps.push(Step::Sync);
+    plan.validate(&|p: &Path| p.exists())?;
+    check_free_space(&data_dir, c.size)?;
+    Ok(plan)
+}
+
+/// Without any etcd configuration (e.g. RKE, where the etcd container's flags live in the
+/// cluster state), a name and an address given by the operator are enough.
+fn fallback_target(cfg: &Config) -> Option<Target> {
+    let name = cfg.name.as_ref()?.as_str().to_string();
+    let ip = cfg.advertise_address?;
+    let host = match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    };
+    Some(Target {
+        name,
+        peer_urls: vec![format!("https://{host}:2380")],
+        client_urls: vec![format!("https://{host}:2379")],
+        moved: None,
+    })
+}
+
+fn check_free_space(data_dir: &Path, snapshot_size: u64) -> Result<(), RecoverError> {
+    let mut probe = data_dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => return Ok(()),
+        }
+    }
+    let st = rustix::fs::statvfs(&probe).map_err(|e| RecoverError::Io {
+        op: "inspecting",
+        path: probe.clone(),
+        source: e.into(),
+    })?;
+    let available = st.f_bavail.saturating_mul(st.f_frsize);
+    let needed = snapshot_size + crate::formats::etcd::wal::SEGMENT_SIZE + (16 << 20);
+    if available < needed {
+        return Err(RecoverError::Io {
+            op: "checking free space for",
+            path: data_dir.to_path_buf(),
+            source: std::io::Error::other(format!(
+                "{needed} bytes needed, {available} available; free space on the host disk"
+            )),
+        });
+    }
+    Ok(())
+}
