@@ -23,7 +23,7 @@ pub struct MemberInfo {
 }
 
 /// A key as `get -w json` shows it (key and value decoded).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Kv {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
@@ -31,6 +31,28 @@ pub struct Kv {
     pub mod_revision: i64,
     pub version: i64,
     pub lease: i64,
+}
+
+impl std::fmt::Debug for Kv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = String::from_utf8_lossy(&self.value);
+        let shown: String = v.chars().take(24).collect();
+        write!(
+            f,
+            "{:?}={:?}{} (create {}, mod {}, version {}, lease {:x})",
+            String::from_utf8_lossy(&self.key),
+            shown,
+            if v.chars().count() > 24 {
+                format!("…[{} bytes]", self.value.len())
+            } else {
+                String::new()
+            },
+            self.create_revision,
+            self.mod_revision,
+            self.version,
+            self.lease
+        )
+    }
 }
 
 /// What a server holds, for comparing two restores (or a restore and its source).
@@ -48,6 +70,75 @@ pub struct ServerState {
 }
 
 impl ServerState {
+    /// The first differences from `want`, readably (`None` when equal).
+    pub fn diff(&self, want: &ServerState) -> Option<String> {
+        let mut d = Vec::new();
+        if self.cluster_id != want.cluster_id {
+            d.push(format!(
+                "cluster id {:x}, want {:x}",
+                self.cluster_id, want.cluster_id
+            ));
+        }
+        if self.members != want.members {
+            d.push(format!(
+                "members {:?}, want {:?}",
+                self.members, want.members
+            ));
+        }
+        d.extend(self.data_diff(want));
+        if d.is_empty() {
+            None
+        } else {
+            Some(d.join("\n"))
+        }
+    }
+
+    /// Differences in keys, revision and leases only.
+    pub fn data_diff(&self, want: &ServerState) -> Vec<String> {
+        let mut d = Vec::new();
+        if self.revision != want.revision {
+            d.push(format!(
+                "revision {}, want {}",
+                self.revision, want.revision
+            ));
+        }
+        if self.leases != want.leases {
+            d.push(format!(
+                "leases {:x?}, want {:x?}",
+                self.leases, want.leases
+            ));
+        }
+        if self.kvs.len() != want.kvs.len() {
+            d.push(format!("{} keys, want {}", self.kvs.len(), want.kvs.len()));
+        }
+        let mut shown = 0;
+        for i in 0..self.kvs.len().max(want.kvs.len()) {
+            let (g, w) = (self.kvs.get(i), want.kvs.get(i));
+            if g != w {
+                d.push(format!("key #{i}: {g:?}, want {w:?}"));
+                shown += 1;
+                if shown == 5 {
+                    d.push("…".into());
+                    break;
+                }
+            }
+        }
+        d
+    }
+
+    /// Panics with a readable diff unless `self == want`.
+    pub fn assert_eq(&self, want: &ServerState, what: &str) {
+        if let Some(d) = self.diff(want) {
+            panic!("{what}: states differ:\n{d}");
+        }
+    }
+
+    /// Panics with a readable diff unless keys, revision and leases equal `want`'s.
+    pub fn assert_same_data(&self, want: &ServerState, what: &str) {
+        let d = self.data_diff(want);
+        assert!(d.is_empty(), "{what}: data differs:\n{}", d.join("\n"));
+    }
+
     /// The same data (keys, revision, leases), whatever the membership.
     pub fn same_data(&self, other: &ServerState) -> bool {
         self.kvs == other.kvs && self.revision == other.revision && self.leases == other.leases

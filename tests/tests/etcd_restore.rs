@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use rescue_tests::etcd::initial_cluster;
 use rescue_tests::fixtures::{self, Fixture, Fixtures};
 use rescue_tests::util::{describe, list_dir, tempdir, walk};
-use rescue_tests::{EtcdCluster, MemberSpec, RestoreArgs, Restorer, ServerState, Tools, Version};
+use rescue_tests::{EtcdCluster, MemberSpec, RestoreArgs, Restorer, Tools, Version};
 
 /// Tools and fixtures, built once for the whole test binary; `None` when skipping. A failure
 /// to build them is remembered, so every test fails with it instead of building again.
@@ -102,19 +102,26 @@ fn single_member_matches_etcdutl(fx: &Fixture) {
     drop(c);
     let (mut c, got, got_auth) = run("subject.etcd");
 
-    assert_eq!(got, want, "{}: {} vs etcdutl", fx.name, subject.label());
+    got.assert_eq(
+        &want,
+        &format!("{}: {} vs etcdutl", fx.name, subject.label()),
+    );
     assert_eq!(got_auth, want_auth, "{}: auth state", fx.name);
     assert_eq!(got.members.len(), 1);
     assert_eq!(got.members[0].name, spec.name);
     assert_eq!(got.members[0].peer_urls, vec![spec.peer_url()]);
-    assert!(
-        got.same_data(&fx.source),
-        "{}: restored data differs from the source server's\nsource: {:?}\nrestored: {:?}",
-        fx.name,
-        summary(&fx.source),
-        summary(&got)
+    got.assert_same_data(
+        &fx.source,
+        &format!("{}: restored vs the source server", fx.name),
     );
-    assert!(!got.kvs.is_empty() && got.kvs.iter().any(|kv| kv.lease != 0) || fx.auth.is_some());
+    assert!(!got.kvs.is_empty());
+    if fx.auth.is_none() {
+        assert!(
+            got.kvs.iter().any(|kv| kv.lease != 0),
+            "{}: no key with a lease",
+            fx.name
+        );
+    }
     if let (Some(a), Some(g)) = (&fx.auth, &got_auth) {
         assert_eq!(g.users, a.users);
         assert_eq!(g.roles, a.roles);
@@ -155,16 +162,6 @@ fn single_member_matches_etcdutl(fx: &Fixture) {
             subject.label()
         );
     }
-}
-
-/// Key count, revision and leases, for readable failure messages.
-fn summary(s: &ServerState) -> String {
-    format!(
-        "{} keys, revision {}, leases {:?}",
-        s.kvs.len(),
-        s.revision,
-        s.leases
-    )
 }
 
 #[test]
@@ -286,24 +283,22 @@ fn multi_member_restore_matches_etcdutl() {
         // Every member serves the same data.
         for i in 1..members.len() {
             let other = c.ctl_member(i).state();
-            assert!(other.same_data(&st), "{}: member {i} differs", r.label());
+            other.assert_same_data(&st, &format!("{tag}: member {i} vs member 0"));
         }
         st
     };
     let want = run("oracle", &oracle);
     let got = run("subject", &subject);
-    assert_eq!(
-        got,
-        want,
-        "3-member restore: {} vs etcdutl",
-        subject.label()
+    got.assert_eq(
+        &want,
+        &format!("3-member restore: {} vs etcdutl", subject.label()),
     );
     assert_eq!(got.members.len(), 3);
     let names: Vec<&str> = got.members.iter().map(|m| m.name.as_str()).collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(sorted, ["a", "b", "c"]);
-    assert!(got.same_data(&f.source));
+    got.assert_same_data(&f.source, "3-member restore vs the source server");
 }
 
 #[test]
@@ -342,8 +337,12 @@ fn bump_revision_with_mark_compacted() {
         describe(&o)
     );
     // Current values are all still there.
-    let kvs = ctl.kvs();
-    assert_eq!(kvs, f.source.kvs);
+    let now = rescue_tests::ServerState {
+        kvs: ctl.kvs(),
+        leases: ctl.leases(),
+        ..f.source.clone()
+    };
+    now.assert_same_data(&f.source, "keys and leases after the bump");
     let put = ctl.put("/rescue/after-bump", "1");
     assert_eq!(put, old + BUMP + 1, "first write after the bump");
 }
