@@ -22,6 +22,9 @@ pub struct MemberInfo {
     pub peer_urls: Vec<String>,
 }
 
+/// A role permission: (type, key, range end), as `role get -w json` shows it.
+pub type Perm = (String, Vec<u8>, Vec<u8>);
+
 /// A key as `get -w json` shows it (key and value decoded).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Kv {
@@ -338,7 +341,7 @@ impl Ctl {
     }
 
     /// A role's permissions as (type, key, range_end), decoded.
-    pub fn role_perms(&self, role: &str) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    pub fn role_perms(&self, role: &str) -> Vec<Perm> {
         let v = self.json(&["role", "get", role]);
         v.get("perm")
             .and_then(Value::as_array)

@@ -79,7 +79,7 @@ impl Tools {
                 panic!("etcd is required ({ENV_REQUIRE_ETCD}=1) but {why}")
             }
             Err(why) => {
-                eprintln!("SKIPPED: {why}");
+                skip(&why);
                 None
             }
         }
@@ -107,4 +107,9 @@ pub fn require_etcd() -> bool {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Says on stderr (not captured by the test harness) why a test does nothing.
+pub fn skip(why: &str) {
+    eprintln!("SKIPPED: {why}");
 }

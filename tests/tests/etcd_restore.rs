@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
+use rescue_tests::ctl::Perm;
 use rescue_tests::etcd::initial_cluster;
 use rescue_tests::fixtures::{self, Fixture, Fixtures};
+use rescue_tests::tools::skip;
 use rescue_tests::util::{describe, list_dir, tempdir, walk};
 use rescue_tests::{EtcdCluster, MemberSpec, RestoreArgs, Restorer, Tools, Version};
 
@@ -42,7 +44,7 @@ struct AuthState {
     users: Vec<String>,
     roles: Vec<String>,
     grants: Vec<(String, Vec<String>)>,
-    perms: Vec<(String, Vec<(String, Vec<u8>, Vec<u8>)>)>,
+    perms: Vec<(String, Vec<Perm>)>,
 }
 
 fn auth_state(c: &EtcdCluster, fx: &Fixture) -> Option<AuthState> {
@@ -306,7 +308,7 @@ fn bump_revision_with_mark_compacted() {
     let Some((tools, fx)) = setup() else { return };
     let subject = Restorer::subject(tools);
     if !subject.is_rescue_init() {
-        eprintln!("SKIPPED: etcdutl 3.5.1 has no --bump-revision");
+        skip("etcdutl 3.5.1 has no --bump-revision");
         return;
     }
     const BUMP: i64 = 1_000_000_000;
@@ -465,9 +467,7 @@ fn bad_inputs_fail_cleanly_and_leave_nothing() {
     let Some((tools, fx)) = setup() else { return };
     let subject = Restorer::subject(tools);
     if !subject.is_rescue_init() {
-        eprintln!(
-            "SKIPPED: the clean-failure contract is rescue-init's (etcdutl leaves data dirs)"
-        );
+        skip("the clean-failure contract is rescue-init's (etcdutl leaves data dirs)");
         return;
     }
     let snapshot = std::fs::read(&fx.cluster3.file).expect("read snapshot");
