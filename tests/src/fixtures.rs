@@ -76,11 +76,11 @@ pub fn build(tools: &Tools, base: &Path) -> Fixtures {
         let v = c.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         (c3, raw, au, v)
     });
-    eprintln!(
+    crate::tools::note(&format!(
         "fixtures built in {:.1}s under {}",
         started.elapsed().as_secs_f64(),
         dir.display()
-    );
+    ));
     Fixtures {
         dir,
         cluster3,

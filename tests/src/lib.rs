@@ -11,7 +11,6 @@
 //! - [`fixtures`]: snapshots made at test time by real servers.
 //!
 //! This is test code: failures panic with the context needed to debug them (etcd logs included).
-#![allow(clippy::print_stderr)]
 
 pub mod ctl;
 pub mod etcd;

@@ -109,7 +109,14 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Says on stderr (not captured by the test harness) why a test does nothing.
+/// Says on stderr why a test does nothing (written to the stream directly: the test
+/// harness captures `eprintln!`, and a skip must be visible).
 pub fn skip(why: &str) {
-    eprintln!("SKIPPED: {why}");
+    note(&format!("SKIPPED: {why}"));
+}
+
+/// One line on the real stderr, visible even when the test harness captures output.
+pub fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
