@@ -25,6 +25,8 @@ pub struct MemberSpec {
     pub name: String,
     pub peer_port: u16,
     pub client_port: u16,
+    /// More peer URLs (ports on 127.0.0.1), advertised after the first, in this order.
+    pub extra_peer_ports: Vec<u16>,
 }
 
 impl MemberSpec {
@@ -34,11 +36,21 @@ impl MemberSpec {
             name: name.to_string(),
             peer_port: free_port(),
             client_port: free_port(),
+            extra_peer_ports: Vec::new(),
         }
     }
 
+    /// The first peer URL.
     pub fn peer_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.peer_port)
+    }
+
+    /// Every peer URL, the first one first.
+    pub fn peer_urls(&self) -> Vec<String> {
+        std::iter::once(self.peer_port)
+            .chain(self.extra_peer_ports.iter().copied())
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect()
     }
 
     pub fn client_url(&self) -> String {
@@ -46,11 +58,15 @@ impl MemberSpec {
     }
 }
 
-/// `a=URL,b=URL,…` for these members.
+/// `a=URL,b=URL,…` for these members (a member with several peer URLs appears once per URL).
 pub fn initial_cluster(members: &[MemberSpec]) -> String {
     members
         .iter()
-        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .flat_map(|m| {
+            m.peer_urls()
+                .into_iter()
+                .map(move |u| format!("{}={u}", m.name))
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -343,8 +359,12 @@ fn base_args(version: Version, spec: &MemberSpec, data_dir: &Path) -> Vec<OsStri
         format!("--name={}", spec.name).into(),
         "--data-dir".into(),
         data_dir.as_os_str().to_owned(),
-        format!("--listen-peer-urls={}", spec.peer_url()).into(),
-        format!("--initial-advertise-peer-urls={}", spec.peer_url()).into(),
+        format!("--listen-peer-urls={}", spec.peer_urls().join(",")).into(),
+        format!(
+            "--initial-advertise-peer-urls={}",
+            spec.peer_urls().join(",")
+        )
+        .into(),
         format!("--listen-client-urls={}", spec.client_url()).into(),
         format!("--advertise-client-urls={}", spec.client_url()).into(),
         format!("--quota-backend-bytes={QUOTA_BYTES}").into(),

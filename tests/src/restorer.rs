@@ -37,6 +37,15 @@ pub struct RestoreArgs {
 }
 
 impl RestoreArgs {
+    /// A single-member restore as `spec` (name and every peer URL).
+    pub fn for_member(snapshot: &Path, data_dir: &Path, spec: &crate::MemberSpec) -> RestoreArgs {
+        RestoreArgs {
+            initial_cluster: crate::etcd::initial_cluster(std::slice::from_ref(spec)),
+            peer_urls: spec.peer_urls().join(","),
+            ..RestoreArgs::single(snapshot, data_dir, &spec.name, &spec.peer_url())
+        }
+    }
+
     /// A single-member restore of `snapshot` into `data_dir` as `name` with this peer URL.
     pub fn single(snapshot: &Path, data_dir: &Path, name: &str, peer_url: &str) -> RestoreArgs {
         RestoreArgs {

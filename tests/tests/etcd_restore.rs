@@ -259,6 +259,90 @@ fn status_matches_etcdutl_for_snapshots_and_restored_dbs() {
 }
 
 #[test]
+fn restore_with_two_peer_urls_matches_etcdutl() {
+    let Some((tools, fx)) = setup() else { return };
+    let f = &fx.cluster3;
+    let subject = Restorer::subject(tools);
+    let oracle = Restorer::oracle(tools);
+    let td = tempdir("two-urls");
+    let mut spec = MemberSpec::new("two");
+    spec.extra_peer_ports.push(rescue_tests::util::free_port());
+    // Advertised in descending order: the member ID is computed over the sorted URLs.
+    spec.extra_peer_ports.sort();
+    spec.extra_peer_ports.reverse();
+    let mut states = Vec::new();
+    for (tag, r) in [("oracle", &oracle), ("subject", &subject)] {
+        let dir = td.path().join(format!("{tag}.etcd"));
+        r.restore_ok(&RestoreArgs::for_member(&f.file, &dir, &spec));
+        let c = EtcdCluster::start_restored(tools, Version::V3_5, &[(spec.clone(), dir)]);
+        states.push(c.state(None));
+    }
+    states[1].assert_eq(
+        &states[0],
+        &format!("two peer URLs: {} vs etcdutl", subject.label()),
+    );
+    let mut urls = spec.peer_urls();
+    urls.sort();
+    assert_eq!(states[1].members.len(), 1);
+    assert_eq!(states[1].members[0].peer_urls, urls);
+}
+
+/// What rescue-init's status adds to etcdutl's: the trailer check, page size, and the
+/// members and cluster ID recorded in the snapshot, checked against the source server.
+#[test]
+fn status_reports_trailer_members_and_cluster_id_of_the_source() {
+    let Some((tools, fx)) = setup() else { return };
+    let subject = Restorer::subject(tools);
+    if !subject.is_rescue_init() {
+        skip("the extra status keys are rescue-init's");
+        return;
+    }
+    for f in fx.all() {
+        let st = subject.status(&f.file, f.skip_hash_check);
+        let want_trailer = if f.skip_hash_check {
+            "absent"
+        } else {
+            "verified"
+        };
+        assert_eq!(st["hashTrailer"], want_trailer, "{}: {st}", f.name);
+        assert_eq!(st["pageSize"], 4096, "{}: {st}", f.name);
+        let hex = |v: &serde_json::Value| {
+            u64::from_str_radix(v.as_str().unwrap_or_default(), 16)
+                .unwrap_or_else(|e| panic!("{}: not a hex id {v}: {e}", f.name))
+        };
+        let mut members: Vec<rescue_tests::MemberInfo> = st["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no members in {st}", f.name))
+            .iter()
+            .map(|m| rescue_tests::MemberInfo {
+                id: hex(&m["id"]),
+                name: m["name"].as_str().unwrap_or_default().to_string(),
+                peer_urls: m["peerURLs"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|u| u.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        members.sort();
+        assert_eq!(
+            members, f.source.members,
+            "{}: members in the snapshot",
+            f.name
+        );
+        assert_eq!(
+            hex(&st["clusterIdFromMembers"]),
+            f.source.cluster_id,
+            "{}: cluster ID from the recorded members",
+            f.name
+        );
+    }
+}
+
+#[test]
 fn multi_member_restore_matches_etcdutl() {
     let Some((tools, fx)) = setup() else { return };
     let f = &fx.cluster3;
