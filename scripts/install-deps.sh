@@ -24,7 +24,7 @@ fi
 apt_missing() {
     local p
     for p in "${APT_PACKAGES[@]}"; do
-        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' \
+        [ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" = "install ok installed" ] \
             || printf '%s\n' "$p"
     done
 }
