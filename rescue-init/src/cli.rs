@@ -1,14 +1,250 @@
-//! Command-line interface: parses arguments and dispatches to the library.
+//! Command-line interface: parses arguments, calls the library, renders results. The only
+//! module besides `progress` that writes to the terminal.
+use std::error::Error;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::progress::{human, Progress};
+use crate::snapshot::{self, RestoreOptions, Status};
 
 #[derive(Parser, Debug)]
-#[command(name = "rescue-init", version, about = "Restore a Kubernetes control plane from an etcd backup")]
-struct Cli {}
+#[command(
+    name = "rescue-init",
+    version,
+    about = "Restore a Kubernetes control plane from an etcd backup",
+    long_about = "Restore a Kubernetes control plane from an etcd backup.\n\nThe same binary is PID 1 of the rescue image and an ordinary command that works on any Linux host against files and directories."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Inspect and restore etcd snapshots (etcdutl-compatible flags)
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCommand {
+    /// Check a snapshot (or a raw member/snap/db) and print its status
+    Status(StatusArgs),
+    /// Restore a snapshot into a new data directory
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Table,
+    Json,
+    Simple,
+}
+
+#[derive(Args, Debug)]
+struct StatusArgs {
+    /// Snapshot file (etcdctl snapshot save) or raw bbolt db
+    file: PathBuf,
+    /// Output format
+    #[arg(short = 'w', long = "write-out", value_enum, default_value = "simple")]
+    write_out: OutputFormat,
+    /// Do not verify the sha256 trailer
+    #[arg(long)]
+    skip_hash_check: bool,
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// Snapshot file (etcdctl snapshot save) or raw bbolt db (with --skip-hash-check)
+    file: PathBuf,
+    /// Path to the data directory to create [default: <name>.etcd]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Human-readable name for this member
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Initial cluster configuration for restore bootstrap
+    #[arg(long, default_value = "default=http://localhost:2380")]
+    initial_cluster: String,
+    /// This member's peer URLs to advertise to the rest of the cluster
+    #[arg(long, value_delimiter = ',', default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster token for the etcd cluster during restore bootstrap
+    #[arg(long, default_value = "etcd-cluster")]
+    initial_cluster_token: String,
+    /// Ignore the snapshot's sha256 trailer (required for a raw db copied from a data dir)
+    #[arg(long)]
+    skip_hash_check: bool,
+    /// Add this many to the latest revision (keeps revisions monotonic for watchers)
+    #[arg(long, default_value_t = 0)]
+    bump_revision: u64,
+    /// Mark the latest revision as compacted (required with --bump-revision)
+    #[arg(long)]
+    mark_compacted: bool,
+    /// Show no progress
+    #[arg(long, short)]
+    quiet: bool,
+}
 
 /// Entry point of the `rescue-init` binary.
 pub fn main() -> ExitCode {
-    let _cli = Cli::parse();
-    ExitCode::SUCCESS
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `top: cause: cause`, on one line.
+pub fn chain(e: &dyn Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
+    let mut out = std::io::stdout().lock();
+    match cli.command {
+        Command::Snapshot(SnapshotCommand::Status(a)) => {
+            let mut progress = if a.write_out == OutputFormat::Json {
+                Progress::hidden()
+            } else {
+                Progress::stderr()
+            };
+            let st = snapshot::status(&a.file, a.skip_hash_check, &mut progress)?;
+            match a.write_out {
+                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(&st)?)?,
+                OutputFormat::Table => write!(out, "{}", status_table(&st))?,
+                OutputFormat::Simple => write!(out, "{}", status_simple(&st))?,
+            }
+        }
+        Command::Snapshot(SnapshotCommand::Restore(a)) => {
+            let mut opts = RestoreOptions::new(&a.file);
+            opts.data_dir = a
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", a.name)));
+            opts.name = a.name;
+            opts.initial_cluster = a.initial_cluster;
+            opts.initial_advertise_peer_urls = a.initial_advertise_peer_urls;
+            opts.initial_cluster_token = a.initial_cluster_token;
+            opts.skip_hash_check = a.skip_hash_check;
+            opts.bump_revision = a.bump_revision;
+            opts.mark_compacted = a.mark_compacted;
+            let mut progress = if a.quiet {
+                Progress::hidden()
+            } else {
+                Progress::stderr()
+            };
+            let r = snapshot::restore(&opts, &mut progress)?;
+            writeln!(
+                out,
+                "restored {} into {} in {:.2}s\n  member {} ({}) of cluster {}\n  members: {}\n  hash before {:08x}, revision {}, {} keys; after: revision {}, {} keys{}",
+                opts.snapshot.display(),
+                r.data_dir.display(),
+                r.seconds,
+                r.member_id,
+                opts.name,
+                r.cluster_id,
+                r.members.join(", "),
+                r.before.hash,
+                r.before.revision,
+                r.before.total_key,
+                r.after.revision,
+                r.after.total_key,
+                r.bumped_to.map(|b| format!(" (bumped to {b}, older revisions compacted)")).unwrap_or_default(),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn status_simple(st: &Status) -> String {
+    let mut s = format!(
+        "{:x}, {}, {}, {}\n",
+        st.hash,
+        st.revision,
+        st.total_key,
+        human(st.total_size)
+    );
+    s.push_str(&extras(st));
+    s
+}
+
+fn status_table(st: &Status) -> String {
+    let row = [
+        format!("{:x}", st.hash),
+        st.revision.to_string(),
+        st.total_key.to_string(),
+        human(st.total_size),
+    ];
+    let head = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+    let w: Vec<usize> = head
+        .iter()
+        .zip(&row)
+        .map(|(h, r)| h.len().max(r.len()) + 2)
+        .collect();
+    let line = format!(
+        "+{}+\n",
+        w.iter()
+            .map(|n| "-".repeat(*n))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let fmt = |cells: &[String]| {
+        format!(
+            "|{}|\n",
+            cells
+                .iter()
+                .zip(&w)
+                .map(|(c, n)| format!("{c:^n$}"))
+                .collect::<Vec<_>>()
+                .join("|")
+        )
+    };
+    let head: Vec<String> = head.iter().map(|h| h.to_string()).collect();
+    format!(
+        "{line}{}{line}{}{line}{}",
+        fmt(&head),
+        fmt(&row),
+        extras(st)
+    )
+}
+
+fn extras(st: &Status) -> String {
+    let mut s = format!(
+        "sha256 trailer: {:?}; page size {}; txid {}; consistent index {}; term {}\n",
+        st.hash_trailer,
+        st.page_size,
+        st.txid,
+        st.consistent_index.map_or("-".into(), |v| v.to_string()),
+        st.term.map_or("-".into(), |v| v.to_string()),
+    );
+    s.push_str(&format!(
+        "storage version {}; cluster version {}; cluster id (from members) {}\n",
+        st.storage_version.as_deref().unwrap_or("-"),
+        st.cluster_version.as_deref().unwrap_or("-"),
+        st.cluster_id_from_members.as_deref().unwrap_or("-"),
+    ));
+    for m in &st.members {
+        s.push_str(&format!(
+            "member {} name={} peers={} clients={}{}\n",
+            m.id,
+            m.name,
+            m.peer_urls.join(","),
+            m.client_urls.join(","),
+            if m.is_learner { " (learner)" } else { "" }
+        ));
+    }
+    s
 }

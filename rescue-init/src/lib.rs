@@ -5,3 +5,10 @@
 #![deny(unsafe_code)]
 
 pub mod cli;
+pub mod exec;
+pub mod formats;
+pub mod net;
+pub mod plan;
+pub mod progress;
+pub mod report;
+pub mod snapshot;
