@@ -4,7 +4,9 @@
 //! network) so that most of it is tested without root or a VM.
 #![deny(unsafe_code)]
 
+pub mod archive;
 pub mod cli;
+pub mod discover;
 pub mod exec;
 pub mod formats;
 pub mod net;
