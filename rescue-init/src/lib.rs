@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod config;
 pub mod discover;
 pub mod exec;
 pub mod formats;
@@ -13,4 +14,5 @@ pub mod net;
 pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod rewrite;
 pub mod snapshot;
