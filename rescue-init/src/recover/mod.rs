@@ -151,7 +151,9 @@ fn run(
             return Err(e);
         }
     };
-    report.plan = plan.steps.iter().map(ToString::to_string).collect();
+    report
+        .plan
+        .extend(plan.steps.iter().map(ToString::to_string));
     if cfg.dry_run {
         staging.remove();
         return Ok(Outcome::DryRun);
