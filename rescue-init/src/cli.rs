@@ -4,7 +4,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "rescue-init", version, about = "Restore a Kubernetes control plane from an etcd backup")]
+#[command(
+    name = "rescue-init",
+    version,
+    about = "Restore a Kubernetes control plane from an etcd backup"
+)]
 struct Cli {}
 
 /// Entry point of the `rescue-init` binary.

@@ -4,4 +4,9 @@
 //! network) so that most of it is tested without root or a VM.
 #![deny(unsafe_code)]
 
+pub mod blockdev;
 pub mod cli;
+pub mod kmod;
+pub mod logger;
+pub mod pid1;
+pub mod sys;
