@@ -171,6 +171,8 @@ fn secs(d: Duration) -> f64 {
 struct Run<'a> {
     cfg: &'a WorkerConfig,
     sys: &'a dyn Sys,
+    loader: Option<Loader<'a>>,
+    coldplug: Coldplug,
     report: Report,
     mounted: Vec<PathBuf>,
 }
@@ -180,6 +182,17 @@ impl Run<'_> {
         let t = secs(self.sys.uptime());
         log::info!("worker: {what} at {t:.3} s");
         self.report.timings.push((what.to_owned(), t));
+    }
+
+    /// Load the driver of `fstype` ourselves: cheaper than the kernel's request_module round
+    /// trip through /sbin/modprobe, and its outcome lands in the report.
+    fn load_fs_driver(&mut self, fstype: &str) {
+        if let Some(l) = self.loader.as_mut() {
+            if let Err(e) = l.request(&format!("fs-{fstype}")) {
+                log::debug!("worker: fs-{fstype}: {e}");
+            }
+            self.report.modules = l.outcomes();
+        }
     }
 
     fn mount_fs(
@@ -193,6 +206,7 @@ impl Run<'_> {
             .as_ref()
             .map(|f| f.fstype.clone())
             .unwrap_or_default();
+        self.load_fs_driver(&fstype);
         self.sys.mkdir_all(target)?;
         self.sys
             .mount(&dev.dev_path.to_string_lossy(), target, &fstype, opts, "")
@@ -201,11 +215,7 @@ impl Run<'_> {
     /// Wait for the host root: by spec, or the first filesystem (in name order) holding
     /// etc/kubernetes or var/lib/etcd. Coldplug runs again on every round, so drivers for
     /// devices that appear late are loaded too.
-    fn find_root(
-        &mut self,
-        loader: &mut Option<Loader<'_>>,
-        coldplug: &mut Coldplug,
-    ) -> Result<BlockDevice, WorkerError> {
+    fn find_root(&mut self) -> Result<BlockDevice, WorkerError> {
         let deadline = self.sys.uptime() + self.cfg.disk_wait;
         let mut probed: Vec<String> = Vec::new();
         let wanted = match &self.cfg.args.root {
@@ -216,8 +226,8 @@ impl Run<'_> {
             ),
         };
         loop {
-            if let Some(l) = loader.as_mut() {
-                coldplug.scan(l);
+            if let Some(l) = self.loader.as_mut() {
+                self.coldplug.scan(l);
             }
             let devs = blockdev::scan(&self.cfg.sys_root, &self.cfg.dev_root)
                 .map_err(WorkerError::Scan)?;
@@ -409,9 +419,19 @@ pub fn run_worker(
     sys: &dyn Sys,
     recover: Option<&dyn RecoverHook>,
 ) -> Result<WorkerSummary, WorkerError> {
+    // Modules: explicit ones first, then whatever the hardware asks for.
+    let index = match Index::load(&cfg.modules_dir) {
+        Ok(i) => Some(i),
+        Err(e) => {
+            log::warn!("worker: no module index, loading no modules: {e}");
+            None
+        }
+    };
     let mut run = Run {
         cfg,
         sys,
+        loader: index.as_ref().map(|i| Loader::new(i, sys)),
+        coldplug: Coldplug::new(&cfg.sys_root),
         report: Report {
             schema: "rescue-init/boot-report/v1",
             status: "running".to_owned(),
@@ -433,43 +453,23 @@ pub fn run_worker(
         run.report.timings.push(("init_start".to_owned(), secs(t)));
     }
     run.mark("worker_start");
-
-    // Modules: explicit ones first, then whatever the hardware asks for.
-    let index = match Index::load(&cfg.modules_dir) {
-        Ok(i) => Some(i),
-        Err(e) => {
-            log::warn!("worker: no module index, loading no modules: {e}");
-            None
-        }
-    };
-    let mut loader = index.as_ref().map(|i| Loader::new(i, sys));
-    let mut coldplug = Coldplug::new(&cfg.sys_root);
-    if let Some(l) = loader.as_mut() {
+    if let Some(l) = run.loader.as_mut() {
         for m in &cfg.args.modules {
             if let Err(e) = l.request(m) {
                 log::warn!("worker: rescue.modules {m}: {e}");
             }
         }
-        coldplug.settle(l, 8);
+        run.coldplug.settle(l, 8);
+        run.report.modules = l.outcomes();
     }
     run.mark("modules_loaded");
 
-    let dev = run.find_root(&mut loader, &mut coldplug)?;
-    if let Some(l) = &loader {
-        run.report.modules = l.outcomes();
-    }
+    let dev = run.find_root()?;
     let fs = dev.fs.clone().unwrap_or(blockdev::FsInfo {
         fstype: String::new(),
         label: None,
         uuid: None,
     });
-    if let Some(l) = loader.as_mut() {
-        // Load the fs driver ourselves rather than relying on request_module.
-        if let Err(e) = l.request(&format!("fs-{}", fs.fstype)) {
-            log::debug!("worker: fs-{}: {e}", fs.fstype);
-        }
-        run.report.modules = l.outcomes();
-    }
     run.report.root = Some(RootInfo {
         device: dev.name.clone(),
         fstype: fs.fstype.clone(),
