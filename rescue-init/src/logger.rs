@@ -6,8 +6,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 
-/// Longest line written, in bytes, prefix included.
-pub const MAX_LINE: usize = 899;
+/// Longest line, in bytes, prefix included; with its newline a kmsg write stays below 900 bytes.
+pub const MAX_LINE: usize = 898;
 /// Records kept for the report; older ones are dropped (the count is kept).
 const MAX_BUFFERED: usize = 20_000;
 const TAG: &str = "rescue: ";
@@ -90,9 +90,11 @@ impl Logger {
             s => (format!("{TAG}{:<5} ", level.as_str()), s),
         };
         for line in format_lines(&prefix, msg) {
-            // Each kmsg write is one record, so write the line in one call.
+            // Each kmsg write is one record, so write the line in one call. The newline matters:
+            // without it the kernel keeps the record open for continuation by the same task and
+            // does not print it until another task logs (measured: PID 1's last lines were lost).
             let res = match sink_ref {
-                Sink::Kmsg(f) => f.write_all(line.as_bytes()),
+                Sink::Kmsg(f) => f.write_all(format!("{line}\n").as_bytes()),
                 Sink::Console(f) => f.write_all(format!("{line}\n").as_bytes()),
                 Sink::Stderr => std::io::stderr().write_all(format!("{line}\n").as_bytes()),
             };

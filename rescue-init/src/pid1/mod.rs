@@ -173,9 +173,9 @@ fn test_exit(ok: bool) {
         return;
     }
     use std::os::unix::fs::FileExt;
-    // QEMU exits the instant the port is written; give the serial console time to carry
-    // the result line out first (measured: without this pause it is lost).
-    std::thread::sleep(Duration::from_millis(300));
+    // QEMU exits the instant the port is written; give the serial console a moment to carry
+    // the result line out first.
+    std::thread::sleep(Duration::from_millis(200));
     let res = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/port")
