@@ -63,9 +63,10 @@ grub-mkimage -O x86_64-efi -p '(memdisk)/boot/grub' -m "$iso/efi-build/memdisk.t
     -o "$iso/efi-build/BOOTX64.EFI" \
     memdisk tar linux normal iso9660 search search_fs_file part_gpt part_msdos serial terminal configfile echo   # only what grub.cfg uses
 # The EFI system partition image: a 1.44 MB FAT with a fixed serial number and label.
-mformat -C -f 1440 -N 12345678 -v EFIBOOT -i "$iso/boot/efiboot.img" ::
-mmd -i "$iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
-mcopy -m -i "$iso/boot/efiboot.img" "$iso/efi-build/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI   # the UEFI default loader path
+TZ=UTC mformat -C -f 1440 -N 12345678 -v EFIBOOT -i "$iso/boot/efiboot.img" ::
+TZ=UTC mmd -i "$iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
+touch -d "@$SOURCE_DATE_EPOCH" "$iso/efi-build/BOOTX64.EFI"   # mcopy -m keeps this mtime in the FAT entry
+TZ=UTC mcopy -m -i "$iso/boot/efiboot.img" "$iso/efi-build/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI   # the UEFI default loader path
 rm -rf "$iso/efi-build"                             # build inputs do not belong on the ISO
 
 find "$iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +   # file dates are recorded in the ISO directory

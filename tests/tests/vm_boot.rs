@@ -504,3 +504,22 @@ fn no_host_disk_fails_clearly_and_never_reboots() {
     );
     assert!(!text.contains("Restarting system"), "{text}");
 }
+
+#[test]
+fn image_builds_are_reproducible() {
+    if !enabled("image_builds_are_reproducible") {
+        return;
+    }
+    let mut c = Command::new(repo().join("image/check-reproducible.sh"));
+    if let Some(bin) = std::env::var_os("RESCUE_INIT_BIN") {
+        c.arg("--init").arg(bin);
+    }
+    let out = c
+        .stderr(Stdio::piped())
+        .output()
+        .expect("check-reproducible.sh");
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("initrd.gz reproducible") && err.contains("rescue.iso reproducible"));
+}
