@@ -32,7 +32,7 @@ kver="$(awk -F= '$1 == "kernel_release" {print $2}' "$kdir/manifest.txt")"   # m
 kroot="$kdir/kroot"                                 # the unpacked kernel package
 
 if [[ -z "$init" ]]; then                           # build the init as a static-pie glibc binary
-  log "building static rescue-init"
+  log "building static rescue-init"   # the slowest step; say what is happening
   # crt-static only here, never in .cargo/config.toml, so host builds and tests stay dynamic.
   (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
       --target x86_64-unknown-linux-gnu -p rescue-init >&2)
@@ -58,32 +58,32 @@ chmod 1777 "$stage/tmp"                             # sticky, world-writable lik
 # (they are signed; re-packing would break Secure Boot's module signature check).
 mods="$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$list" | awk '{print $1}')"   # names without comments
 paths="$stage/.paths"                               # temporary list, removed before packing
-: > "$paths"
-for m in $mods; do
+: > "$paths"   # start from an empty list
+for m in $mods; do   # resolve each listed module
   modprobe -d "$kroot" -S "$kver" --show-depends "$m" \
     | awk '$1 == "insmod" {print $2}' >> "$paths" \
     || { log "module $m: not in kernel $kver"; exit 1; }   # a typo in modules.list must fail the build
 done
 awk '!seen[$0]++' "$paths" | while read -r p; do    # dedupe, keeping load order
   rel="${p#"$kroot"/}"                              # lib/modules/<kver>/kernel/...
-  mkdir -p "$stage/$(dirname "$rel")"
+  mkdir -p "$stage/$(dirname "$rel")"   # keep the kernel tree layout (modules.dep paths are relative to it)
   cp "$p" "$stage/$rel"                             # byte-for-byte copy (signature intact)
 done
-rm -f "$paths"
+rm -f "$paths"   # a build artefact, not part of the image
 for f in modules.order modules.builtin modules.builtin.modinfo; do   # depmod needs these to index builtins
-  cp "$kroot/lib/modules/$kver/$f" "$stage/lib/modules/$kver/$f"
+  cp "$kroot/lib/modules/$kver/$f" "$stage/lib/modules/$kver/$f"   # copied as they are
 done
 depmod -b "$stage" "$kver"                          # modules.dep/alias/softdep for exactly the shipped modules
 rm -f "$stage/lib/modules/$kver/"*.bin              # binary indexes: the init reads the text files only
 
 find "$stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +   # mtimes are in the cpio headers
-mkdir -p "$(dirname "$out")"
+mkdir -p "$(dirname "$out")"   # the output directory may not exist yet
 # Sorted names, root ownership, renumbered inodes, no device numbers of the build host:
 (cd "$stage" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort \
   | cpio -o -H newc -R 0:0 --reproducible --quiet) | gzip -n -9 > "$out.tmp"
 mv "$out.tmp" "$out"                                # never leave a half-written initramfs under the final name
 
 nmods="$(find "$stage/lib/modules" -name '*.ko' | wc -l)"   # for the summary line
-log "kernel $kver, $nmods modules, init $(stat -c %s "$init") B"
-log "initramfs $out: $(stat -c %s "$out") B, sha256 $(sha256sum "$out" | cut -d' ' -f1)"
-printf '%s\n' "$out"
+log "kernel $kver, $nmods modules, init $(stat -c %s "$init") B"   # sizes for the build log
+log "initramfs $out: $(stat -c %s "$out") B, sha256 $(sha256sum "$out" | cut -d' ' -f1)"   # size and hash, to compare builds
+printf '%s\n' "$out"   # the path on stdout, for callers

@@ -19,7 +19,7 @@ while [[ $# -gt 0 ]]; do                            # flags come in pairs
     *) echo "build-iso: unknown argument $1" >&2; exit 2 ;;   # refuse typos
   esac
 done
-[[ -f "$kernel" && -f "$initrd" ]] || { echo "build-iso: --kernel and --initrd are required" >&2; exit 2; }
+[[ -f "$kernel" && -f "$initrd" ]] || { echo "build-iso: --kernel and --initrd are required" >&2; exit 2; }   # nothing to build without them
 log() { printf 'build-iso: %s\n' "$*" >&2; }        # progress on stderr
 
 export SOURCE_DATE_EPOCH="${SOURCE_DATE_EPOCH:-$(git -C "$repo" log -1 --format=%ct 2>/dev/null || echo 0)}"   # one clock for every tool
@@ -34,8 +34,8 @@ cp "$kernel" "$iso/boot/vmlinuz"                    # the same kernel for BIOS a
 cp "$initrd" "$iso/boot/initrd"                     # the same initramfs for both
 
 # BIOS: isolinux reads isolinux.cfg; ldlinux.c32 is its mandatory second stage.
-cp /usr/lib/ISOLINUX/isolinux.bin "$iso/isolinux/"
-cp /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/isolinux/"
+cp /usr/lib/ISOLINUX/isolinux.bin "$iso/isolinux/"   # the El Torito BIOS boot image
+cp /usr/lib/syslinux/modules/bios/ldlinux.c32 "$iso/isolinux/"   # isolinux refuses to start without it
 cat > "$iso/isolinux/isolinux.cfg" <<CFG
 SERIAL 0 115200
 DEFAULT rescue
@@ -70,7 +70,7 @@ TZ=UTC mcopy -m -i "$iso/boot/efiboot.img" "$iso/efi-build/BOOTX64.EFI" ::/EFI/B
 rm -rf "$iso/efi-build"                             # build inputs do not belong on the ISO
 
 find "$iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +   # file dates are recorded in the ISO directory
-mkdir -p "$(dirname "$out")"
+mkdir -p "$(dirname "$out")"   # the output directory may not exist yet
 # El Torito BIOS (isolinux, with boot-info table) + UEFI (efiboot.img), an isohybrid MBR for USB
 # sticks in BIOS mode and a GPT entry for the EFI image in UEFI mode.
 xorriso -as mkisofs -quiet -o "$out.tmp" -V RESCUE -r -J \
@@ -79,5 +79,5 @@ xorriso -as mkisofs -quiet -o "$out.tmp" -V RESCUE -r -J \
   -eltorito-alt-boot -e boot/efiboot.img -no-emul-boot -isohybrid-gpt-basdat \
   "$iso"
 mv "$out.tmp" "$out"                                # only a complete ISO gets the final name
-log "ISO $out: $(stat -c %s "$out") B, sha256 $(sha256sum "$out" | cut -d' ' -f1)"
-printf '%s\n' "$out"
+log "ISO $out: $(stat -c %s "$out") B, sha256 $(sha256sum "$out" | cut -d' ' -f1)"   # size and hash, to compare builds
+printf '%s\n' "$out"   # the path on stdout, for callers

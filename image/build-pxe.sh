@@ -16,14 +16,14 @@ while [[ $# -gt 0 ]]; do                            # flags come in pairs
     *) echo "build-pxe: unknown argument $1" >&2; exit 2 ;;   # refuse typos
   esac
 done
-[[ -f "$kernel" && -f "$initrd" && -n "$out" ]] || { echo "build-pxe: --kernel, --initrd and --out are required" >&2; exit 2; }
+[[ -f "$kernel" && -f "$initrd" && -n "$out" ]] || { echo "build-pxe: --kernel, --initrd and --out are required" >&2; exit 2; }   # nothing to lay out without them
 
-mkdir -p "$out"
+mkdir -p "$out"   # the served directory
 cp "$kernel" "$out/vmlinuz"                         # the names boot.ipxe refers to
-cp "$initrd" "$out/initrd.gz"
+cp "$initrd" "$out/initrd.gz"   # the name boot.ipxe and initrd= use
 cmdline="console=tty0 console=ttyS0,115200 printk.devkmsg=on${append:+ $append}"   # same defaults as the ISO
 tpl="$(< "$here/pxe/boot.ipxe.in")"                # the template, read whole
 printf '%s\n' "${tpl//@APPEND@/"$cmdline"}" > "$out/boot.ipxe"   # quoted replacement: & and \ stay literal
 printf 'build-pxe: %s: vmlinuz %s B, initrd.gz %s B, boot.ipxe\n' "$out" \
   "$(stat -c %s "$out/vmlinuz")" "$(stat -c %s "$out/initrd.gz")" >&2
-printf '%s\n' "$out"
+printf '%s\n' "$out"   # the directory on stdout, for callers

@@ -26,14 +26,14 @@ kdir="$("$here/fetch-kernel.sh" | tail -n1)"        # the cached kernel (fetched
 kver="$(awk -F= '$1 == "kernel_release" {print $2}' "$kdir/manifest.txt")"   # for the kernel file name
 
 if [[ $rebuild == 1 ]]; then                        # two clean release builds in separate target dirs
-  for n in 1 2; do
+  for n in 1 2; do   # two independent builds
     (cd "$repo" && CARGO_TARGET_DIR="$work/target$n" RUSTFLAGS='-C target-feature=+crt-static' \
       cargo build --release --locked --target x86_64-unknown-linux-gnu -p rescue-init >&2)
   done
   a="$work/target1/x86_64-unknown-linux-gnu/release/rescue-init"   # first build
   b="$work/target2/x86_64-unknown-linux-gnu/release/rescue-init"   # second build
   cmp "$a" "$b" || { log "the static binary differs between two clean builds"; exit 1; }   # byte-compare
-  log "binary reproducible: $(sha256sum "$a" | cut -d' ' -f1)"
+  log "binary reproducible: $(sha256sum "$a" | cut -d' ' -f1)"   # the hash, for the log
   init="$a"                                         # use it for the image builds below
 fi
 if [[ -z "$init" ]]; then                           # no binary given: build it once, the normal way
@@ -43,18 +43,18 @@ fi
 
 for n in 1 2; do                                    # the same inputs twice
   touch "$init"                                     # a new mtime on the input must not matter
-  "$here/build-initramfs.sh" --kernel-dir "$kdir" --init "$init" --out "$work/$n/initrd.gz" >/dev/null
+  "$here/build-initramfs.sh" --kernel-dir "$kdir" --init "$init" --out "$work/$n/initrd.gz" >/dev/null   # a fresh stage dir each time
   "$here/build-iso.sh" --kernel "$kdir/kroot/boot/vmlinuz-$kver" --initrd "$work/$n/initrd.gz" \
     --out "$work/$n/rescue.iso" >/dev/null
 done
-status=0
+status=0   # set to 1 on any difference
 for f in initrd.gz rescue.iso; do                   # compare each artifact
-  h1="$(sha256sum "$work/1/$f" | cut -d' ' -f1)"
-  h2="$(sha256sum "$work/2/$f" | cut -d' ' -f1)"
-  if [[ "$h1" == "$h2" ]]; then
+  h1="$(sha256sum "$work/1/$f" | cut -d' ' -f1)"   # first build
+  h2="$(sha256sum "$work/2/$f" | cut -d' ' -f1)"   # second build
+  if [[ "$h1" == "$h2" ]]; then   # equal bytes = reproducible
     log "$f reproducible: $h1 ($(stat -c %s "$work/1/$f") B)"
   else
     log "$f DIFFERS: $h1 vs $h2"; status=1         # report every difference before failing
   fi
 done
-exit "$status"
+exit "$status"   # non-zero when anything differed

@@ -11,7 +11,7 @@ mkdir -p "$cache"                                   # the cache may not exist on
 log() { printf 'fetch-kernel: %s\n' "$*" >&2; }    # progress goes to stderr so stdout stays machine-readable
 
 if ! command -v depmod >/dev/null; then             # depmod is in kmod, which a fresh machine lacks
-  log "installing kmod for depmod"
+  log "installing kmod for depmod"   # say why apt runs
   apt-get install -y -qq kmod >&2                   # needed to build modules.dep (the .deb ships none)
 fi
 
@@ -19,16 +19,17 @@ if [[ -z "${RESCUE_KERNEL_PKG:-}" && "${RESCUE_APT_UPDATE:-1}" == 1 ]]; then
   apt-get update -qq >&2 || log "apt-get update failed; using the package lists as they are"   # the ABI name changes with security updates
 fi
 # The metapackage linux-image-amd64 depends on the current ABI package (linux-image-6.1.0-NN-amd64).
-pkg="${RESCUE_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')}"
-[[ -n "$pkg" ]] || { log "cannot resolve linux-image-amd64's kernel package"; exit 1; }
+# awk reads to the end (no early exit), so apt-cache never dies of SIGPIPE under pipefail.
+pkg="${RESCUE_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ && !n++ {print $2}')}"
+[[ -n "$pkg" ]] || { log "cannot resolve linux-image-amd64's kernel package"; exit 1; }   # no package lists or no such metapackage
 version="$(apt-cache policy "$pkg" | awk '/Candidate:/{print $2}')"   # the exact package version goes into the manifest
 kver="${pkg#linux-image-}"                          # kernel release = module directory name, e.g. 6.1.0-56-amd64
 dest="$cache/$kver"                                 # one directory per kernel release
 
 if [[ -f "$dest/manifest.txt" ]] && grep -qx "package_version=$version" "$dest/manifest.txt"; then
   log "cached: $pkg $version in $dest"              # same release and version: nothing to do
-  printf '%s\n' "$dest"
-  exit 0
+  printf '%s\n' "$dest"   # the cache directory on stdout, for callers
+  exit 0   # cache hit: done
 fi
 
 tmp="$(mktemp -d "$cache/.fetch.XXXXXX")"           # build in a temp dir next to the cache so the final mv is atomic
@@ -65,4 +66,4 @@ rm -rf "$dest"                                      # replace an older unpack of
 mkdir -p "$dest"
 mv "$tmp/kroot" "$tmp/vmlinux" "$tmp/manifest.txt" "$dest/"   # same file system: atomic renames
 log "kernel $kver ready in $dest"
-printf '%s\n' "$dest"
+printf '%s\n' "$dest"   # the cache directory on stdout, for callers
