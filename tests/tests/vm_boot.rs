@@ -523,3 +523,70 @@ fn image_builds_are_reproducible() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("initrd.gz reproducible") && err.contains("rescue.iso reproducible"));
 }
+
+/// Program header types of a 64-bit little-endian ELF file.
+fn elf_segment_types(elf: &[u8]) -> Vec<u32> {
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]);
+    let u64_at = |o: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&elf[o..o + 8]);
+        u64::from_le_bytes(a)
+    };
+    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+    assert_eq!(elf[4], 2, "not ELF64");
+    let phoff = usize::try_from(u64_at(0x20)).expect("phoff");
+    let phentsize = usize::from(u16_at(0x36));
+    let phnum = usize::from(u16_at(0x38));
+    (0..phnum)
+        .map(|i| {
+            let o = phoff + i * phentsize;
+            u32::from_le_bytes([elf[o], elf[o + 1], elf[o + 2], elf[o + 3]])
+        })
+        .collect()
+}
+
+#[test]
+fn init_in_the_initramfs_is_static_with_modprobe_link() {
+    if !enabled("init_in_the_initramfs_is_static_with_modprobe_link") {
+        return;
+    }
+    let im = image();
+    let t = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        "zcat '{}' | cpio -id --quiet init sbin/modprobe etc/hosts dev/console",
+        im.initrd.display()
+    );
+    sh(Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(t.path()));
+    let init = std::fs::read(t.path().join("init")).expect("init in the initramfs");
+    let types = elf_segment_types(&init);
+    const PT_INTERP: u32 = 3;
+    const PT_DYNAMIC: u32 = 2;
+    assert!(
+        !types.contains(&PT_INTERP),
+        "/init has an ELF interpreter: not static"
+    );
+    assert!(
+        types.contains(&PT_DYNAMIC),
+        "expected a self-relocating static-pie"
+    );
+    let link = std::fs::read_link(t.path().join("sbin/modprobe")).expect("modprobe link");
+    assert_eq!(link, Path::new("../init"));
+    let hosts = std::fs::read_to_string(t.path().join("etc/hosts")).expect("hosts");
+    assert!(hosts.contains("localhost"));
+    let listing = sh(Command::new("sh").arg("-c").arg(format!(
+        "zcat '{}' | cpio -itv --quiet dev/console",
+        im.initrd.display()
+    )));
+    assert!(
+        listing.starts_with('c'),
+        "dev/console is a character device: {listing}"
+    );
+    eprintln!(
+        "init {} B, initramfs {} B",
+        init.len(),
+        std::fs::metadata(&im.initrd).map(|m| m.len()).unwrap_or(0)
+    );
+}
