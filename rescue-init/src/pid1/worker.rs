@@ -297,6 +297,26 @@ impl Run<'_> {
         None
     }
 
+    /// A device named by `spec` with a file system: from the last scan, or rescanned until the
+    /// disk wait runs out (a second disk may show up later than the first).
+    fn wait_for(&mut self, spec: &DeviceSpec) -> Result<Option<BlockDevice>, WorkerError> {
+        let deadline = self.sys.uptime() + self.cfg.disk_wait;
+        loop {
+            if let Some(d) = spec::find(spec, &self.report.devices).filter(|d| d.fs.is_some()) {
+                return Ok(Some(d.clone()));
+            }
+            if self.sys.uptime() >= deadline {
+                return Ok(None);
+            }
+            self.sys.sleep(self.cfg.poll);
+            if let Some(l) = self.loader.as_mut() {
+                self.coldplug.scan(l);
+            }
+            self.report.devices = blockdev::scan(&self.cfg.sys_root, &self.cfg.dev_root)
+                .map_err(WorkerError::Scan)?;
+        }
+    }
+
     fn mount_extras(&mut self, root: &Path) -> Result<(), WorkerError> {
         let text = match std::fs::read_to_string(root.join("etc/fstab")) {
             Ok(t) => t,
@@ -310,10 +330,12 @@ impl Run<'_> {
             };
             let spec: DeviceSpec =
                 parsed.ok_or_else(|| fail("unsupported device spec".to_owned()))?;
-            let devs = &self.report.devices;
-            let dev = spec::find(&spec, devs)
-                .cloned()
-                .ok_or_else(|| fail("no such device".to_owned()))?;
+            let dev = self.wait_for(&spec)?.ok_or_else(|| {
+                fail(format!(
+                    "no such device within {} s",
+                    self.cfg.disk_wait.as_secs()
+                ))
+            })?;
             let target = root.join(entry.mountpoint.trim_start_matches('/'));
             self.mount_fs(&dev, &target, MountOpts::RW)
                 .map_err(|source| WorkerError::MountExtra {

@@ -245,3 +245,26 @@ fn timestamps_are_utc_civil_dates() {
     assert_eq!(timestamp(951_782_400), "20000229T000000Z");
     assert_eq!(timestamp(1_795_312_496), "20261122T015456Z");
 }
+
+#[test]
+fn a_missing_var_disk_from_fstab_fails_after_the_wait_and_unmounts_the_root() {
+    let h = host(true);
+    std::fs::write(
+        h.cfg.mountpoint.join("etc/fstab"),
+        "LABEL=hostroot / ext4 defaults 0 1\nUUID=0000-missing /var xfs defaults 0 2\n",
+    )
+    .expect("fstab");
+    let sys = FakeSys::new();
+    let err = run_worker(&h.cfg, &sys, None).expect_err("must fail");
+    let msg = error_chain(&err);
+    assert_eq!(
+        msg,
+        "host fstab entry UUID=0000-missing for /var: no such device within 3 s"
+    );
+    // The report still lands on the root, and the root is unmounted.
+    assert_eq!(read_report(&h.cfg.mountpoint)["status"], "failed");
+    assert_eq!(
+        mounts_and_umounts(&sys).last().map(String::as_str),
+        Some("umount mnt")
+    );
+}
