@@ -5,15 +5,20 @@
 #![deny(unsafe_code)]
 
 pub mod archive;
+pub mod blockdev;
 pub mod cli;
 pub mod config;
 pub mod discover;
 pub mod exec;
 pub mod formats;
+pub mod kmod;
+pub mod logger;
 pub mod net;
+pub mod pid1;
 pub mod plan;
 pub mod progress;
 pub mod recover;
 pub mod report;
 pub mod rewrite;
 pub mod snapshot;
+pub mod sys;

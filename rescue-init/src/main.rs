@@ -1,4 +1,19 @@
-//! Wiring only: the binary is the CLI, and (later) PID 1 of the rescue image.
-fn main() -> std::process::ExitCode {
+//! Wiring only: PID 1 of the rescue image, its worker, the kernel's modprobe helper, or the CLI.
+use std::process::ExitCode;
+
+use rescue_init::{kmod, pid1};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if pid1::is_pid1() {
+        pid1::run();
+    }
+    if args.first().is_some_and(|a| kmod::modprobe::is_modprobe(a)) {
+        return kmod::modprobe::main(&args[1..]);
+    }
+    if pid1::is_worker_invocation(&args) {
+        // The recovery hook: `recover --root <mountpoint>` goes here once it exists.
+        return pid1::worker_main(None);
+    }
     rescue_init::cli::main()
 }
