@@ -1,7 +1,7 @@
 //! Wiring only: PID 1 of the rescue image, its worker, the kernel's modprobe helper, or the CLI.
 use std::process::ExitCode;
 
-use rescue_init::{kmod, pid1};
+use rescue_init::{kmod, pid1, recover};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -12,8 +12,7 @@ fn main() -> ExitCode {
         return kmod::modprobe::main(&args[1..]);
     }
     if pid1::is_worker_invocation(&args) {
-        // The recovery hook: `recover --root <mountpoint>` goes here once it exists.
-        return pid1::worker_main(None);
+        return pid1::worker_main(Some(&recover::boot_hook));
     }
     rescue_init::cli::main()
 }

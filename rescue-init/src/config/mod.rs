@@ -254,10 +254,18 @@ settings! {
     etcd_key: FilePath,
     /// CA for etcd sources.
     etcd_cacert: FilePath,
+    /// Kernel modules to load before coldplug (image only; comma-separated).
+    modules: Text,
+    /// Report the result to QEMU's isa-debug-exit device (tests only).
+    test_exit: Toggle,
+    /// Network: `on` or `off` (image only; see the net module).
+    net: Text,
+    /// Seconds to wait for a DHCP lease (`rescue.net.timeout`).
+    net_timeout: Seconds,
 }
 
 /// Boolean keys: given bare on the command line they mean true.
-const TOGGLES: &[&str] = &["bump", "dry_run"];
+const TOGGLES: &[&str] = &["bump", "dry_run", "test_exit"];
 
 impl Settings {
     /// Sets one key from its text, as every source does. `shown` is the key as the user
@@ -314,7 +322,7 @@ impl Settings {
             let Some(rest) = param.key.strip_prefix("rescue.") else {
                 continue;
             };
-            let key = rest.replace('-', "_");
+            let key = rest.replace(['-', '.'], "_");
             out.set(&key, &param.key, param.value.as_deref(), &Origin::Cmdline)?;
         }
         Ok(out)

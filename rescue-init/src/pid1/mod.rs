@@ -17,7 +17,7 @@ pub mod cmdline;
 pub mod worker;
 
 pub use cmdline::{After, BootArgs};
-pub use worker::{run_worker, RecoverHook, WorkerConfig};
+pub use worker::{run_worker, HookError, RecoverHook, WorkerConfig};
 
 /// Environment variable through which PID 1 tells the worker where to leave its status.
 pub const STATUS_ENV: &str = "RESCUE_INIT_WORKER_STATUS";
@@ -369,6 +369,15 @@ pub fn worker_main(recover: Option<&dyn RecoverHook>) -> ExitCode {
         }
     }));
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    // The full `rescue.*` parser first: an unknown or bad key stops here, on the console,
+    // before any disk is touched.
+    if let Err(e) = crate::config::Config::from_cmdline(&cmdline) {
+        write_status(&format!(
+            "bad kernel command line: {}",
+            worker::error_chain(&e)
+        ));
+        return ExitCode::FAILURE;
+    }
     let args = match cmdline::parse(&cmdline) {
         Ok(a) => a,
         Err(e) => {

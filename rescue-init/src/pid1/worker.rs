@@ -532,6 +532,10 @@ pub fn run_worker(
             Some(hook) => match hook.recover(&root) {
                 Ok(v) => run.report.recover = Some(v),
                 Err(source) => {
+                    // A failed recovery still has a report: keep it in the boot report.
+                    if let Some(e) = source.downcast_ref::<crate::recover::BootRecoverError>() {
+                        run.report.recover = Some(e.report.clone());
+                    }
                     failure = Some(WorkerError::Recover {
                         root: root.clone(),
                         source,

@@ -4,6 +4,7 @@
 //! discover (read-only) → stage and verify (writes only to staging directories rescue-init
 //! creates, removed on failure) → plan the host changes (pure, from what was staged) →
 //! validate → apply with rollback ([`crate::exec`]) → report.
+mod boot;
 mod stage;
 
 use std::fs;
@@ -22,6 +23,7 @@ use crate::progress::Progress;
 use crate::report::{compact_timestamp, FileDiff, Outcome, Report};
 use crate::rewrite::{self, ConfigFile, FileKind, RewriteError, Target};
 
+pub use boot::{boot_hook, run_from_cmdline, BootRecoverError};
 pub use stage::BackupStager;
 
 /// Why a recovery could not be done. Each names the cause and what to do.
