@@ -8,3 +8,4 @@ pub mod cli;
 pub mod formats;
 pub mod progress;
 pub mod snapshot;
+pub mod source;
