@@ -200,7 +200,12 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            let fetched = source::fetch(src.as_ref(), &staging_dir, fopts.sha256.as_ref(), &mut progress)?;
+            let fetched = source::fetch(
+                src.as_ref(),
+                &staging_dir,
+                fopts.sha256.as_ref(),
+                &mut progress,
+            )?;
             if fetched.temporary {
                 writeln!(
                     std::io::stderr(),

@@ -107,7 +107,9 @@ pub(crate) fn client(opts: &SourceOptions, allow_http: bool) -> Result<Client, S
         })
 }
 
-fn find<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+fn find<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(t) = c.downcast_ref::<T>() {
@@ -151,8 +153,7 @@ pub(crate) fn classify(e: reqwest::Error, shown: &str, max_redirects: usize) -> 
             max: max_redirects,
         });
     }
-    let tls = find::<rustls::Error>(&e).is_some()
-        || crate::cli::chain(&e).contains("certificate");
+    let tls = find::<rustls::Error>(&e).is_some() || crate::cli::chain(&e).contains("certificate");
     if tls {
         return Failure::Fatal(SourceError::Tls {
             url: shown.to_string(),

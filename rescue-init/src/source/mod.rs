@@ -41,7 +41,9 @@ pub use staging::{Fetched, Staging};
 pub enum SourceError {
     #[error("invalid source {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("invalid sha256 pin {value:?}: expected 64 hex digits (optionally prefixed by `sha256:`)")]
+    #[error(
+        "invalid sha256 pin {value:?}: expected 64 hex digits (optionally prefixed by `sha256:`)"
+    )]
     BadPin { value: String },
     #[error("refusing plain http for {url}: nothing would prove the bytes are the right ones; give a sha256 pin (--sha256 / rescue.sha256=) or use https")]
     PlainHttpNeedsPin { url: String },
@@ -87,7 +89,11 @@ pub enum SourceError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("{url} sent {got} bytes but announced {expected}")]
-    Length { url: String, expected: u64, got: u64 },
+    Length {
+        url: String,
+        expected: u64,
+        got: u64,
+    },
     #[error("{url} answered a resume request with an unusable Content-Range {value:?} (asked from byte {offset})")]
     BadContentRange {
         url: String,
@@ -107,7 +113,9 @@ pub enum SourceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("no space left while writing {path}; free space on the host disk or pick another directory")]
+    #[error(
+        "no space left while writing {path}; free space on the host disk or pick another directory"
+    )]
     DiskFull { path: PathBuf },
     #[error("no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the plan's s3 keys), or use a presigned https URL")]
     S3NoCredentials { url: String },
@@ -339,7 +347,9 @@ impl SourceUrl {
             "s3" => {
                 let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
                 if bucket.is_empty() || bucket.contains(['?', '#', '@', ':']) {
-                    return Err(invalid("expected s3://bucket/key or s3://bucket/prefix/latest"));
+                    return Err(invalid(
+                        "expected s3://bucket/key or s3://bucket/prefix/latest",
+                    ));
                 }
                 if key.contains(['?', '#']) {
                     return Err(invalid("no query or fragment in s3:// URLs"));
@@ -500,7 +510,10 @@ mod tests {
     #[test]
     fn parses_urls() {
         let cases: &[(&str, SourceUrl)] = &[
-            ("/var/backups/snap.db", SourceUrl::File("/var/backups/snap.db".into())),
+            (
+                "/var/backups/snap.db",
+                SourceUrl::File("/var/backups/snap.db".into()),
+            ),
             ("./snap.db", SourceUrl::File("./snap.db".into())),
             ("file:///srv/s.db", SourceUrl::File("/srv/s.db".into())),
             (
@@ -575,7 +588,10 @@ mod tests {
         assert_eq!(redact("s3://bkt/k"), "s3://bkt/k");
         let e = SourceUrl::parse("ftp://u:secret@h/x?token=zzz").expect_err("should fail");
         let shown = e.to_string();
-        assert!(!shown.contains("secret") && !shown.contains("zzz"), "{shown}");
+        assert!(
+            !shown.contains("secret") && !shown.contains("zzz"),
+            "{shown}"
+        );
     }
 
     #[test]

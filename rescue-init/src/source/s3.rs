@@ -97,7 +97,11 @@ impl S3Source {
         let mut u = self.endpoint.clone();
         let base = u.path().trim_end_matches('/').to_string();
         let path = if self.path_style {
-            format!("{base}/{}/{}", uri_encode(&self.bucket, false), uri_encode(key, true))
+            format!(
+                "{base}/{}/{}",
+                uri_encode(&self.bucket, false),
+                uri_encode(key, true)
+            )
         } else {
             let host = format!("{}.{}", self.bucket, u.host_str().unwrap_or_default());
             u.set_host(Some(&host))
@@ -408,9 +412,9 @@ pub fn name_timestamp(key: &str) -> Option<u64> {
         }
     }
     // From the first group that starts with a plausible year.
-    let start = groups.iter().position(|g| {
-        g.len() >= 4 && (g.starts_with("19") || g.starts_with("20"))
-    })?;
+    let start = groups
+        .iter()
+        .position(|g| g.len() >= 4 && (g.starts_with("19") || g.starts_with("20")))?;
     let mut digits = String::new();
     for g in &groups[start..] {
         if digits.len() >= 14 {
@@ -452,13 +456,11 @@ pub fn pick_latest(objects: &[S3Object]) -> Option<&S3Object> {
                     .then_with(|| a.key.cmp(&b.key))
             })
             .map(|(o, _)| *o),
-        _ => candidates
-            .into_iter()
-            .max_by(|a, b| {
-                a.last_modified
-                    .cmp(&b.last_modified)
-                    .then_with(|| a.key.cmp(&b.key))
-            }),
+        _ => candidates.into_iter().max_by(|a, b| {
+            a.last_modified
+                .cmp(&b.last_modified)
+                .then_with(|| a.key.cmp(&b.key))
+        }),
     }
 }
 
@@ -477,7 +479,10 @@ mod tests {
     #[test]
     fn timestamps_in_names() {
         for (name, want) in [
-            ("etcd/etcd-backup-2024-05-01T10-20-30.db", Some(20240501102030)),
+            (
+                "etcd/etcd-backup-2024-05-01T10-20-30.db",
+                Some(20240501102030),
+            ),
             ("snap_20240501102030.db", Some(20240501102030)),
             ("x/etcd-20240501.db", Some(20240501000000)),
             ("bare-1714558830.db", Some(20240501102030)),

@@ -140,11 +140,19 @@ pub fn signing_key(secret: &str, scope: &Scope<'_>) -> [u8; 32] {
 
 /// Hex signature of a string to sign.
 pub fn signature(secret: &str, scope: &Scope<'_>, string_to_sign: &str) -> String {
-    hex(&hmac(&signing_key(secret, scope), string_to_sign.as_bytes()))
+    hex(&hmac(
+        &signing_key(secret, scope),
+        string_to_sign.as_bytes(),
+    ))
 }
 
 /// The `Authorization` header value for `req`.
-pub fn authorization(access_key: &str, secret: &str, scope: &Scope<'_>, req: &Request<'_>) -> String {
+pub fn authorization(
+    access_key: &str,
+    secret: &str,
+    scope: &Scope<'_>,
+    req: &Request<'_>,
+) -> String {
     let (creq, signed) = canonical_request(req);
     let sts = string_to_sign(scope, &creq);
     format!(
@@ -186,7 +194,9 @@ mod tests {
     use super::*;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     /// AWS SigV4 test suite (the 2011 edition, `get-vanilla-query-order-key-case`): canonical

@@ -36,10 +36,7 @@ impl Staging {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let path = dir.join(format!(
-            ".rescue-fetch-{}-{nanos}.part",
-            std::process::id()
-        ));
+        let path = dir.join(format!(".rescue-fetch-{}-{nanos}.part", std::process::id()));
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -229,7 +226,8 @@ mod tests {
     fn hash_follows_the_file_and_mismatch_leaves_nothing() {
         let dir = tempfile::tempdir().expect("ok");
         let mut s = Staging::create(dir.path()).expect("ok");
-        s.write(b"garbage from a server that restarted").expect("ok");
+        s.write(b"garbage from a server that restarted")
+            .expect("ok");
         s.restart().expect("ok");
         s.write(b"hello ").expect("ok");
         s.write(b"world").expect("ok");
@@ -243,7 +241,9 @@ mod tests {
 
         let mut s = Staging::create(dir.path()).expect("ok");
         s.write(b"other").expect("ok");
-        let e = s.finish("test", Some(&Sha256Pin(want))).expect_err("should fail");
+        let e = s
+            .finish("test", Some(&Sha256Pin(want)))
+            .expect_err("should fail");
         assert!(matches!(e, SourceError::Sha256Mismatch { .. }), "{e}");
         assert_eq!(std::fs::read_dir(dir.path()).expect("ok").count(), 0);
     }
