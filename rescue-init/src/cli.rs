@@ -200,6 +200,9 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             };
+            if src.local_path().is_none() {
+                std::fs::create_dir_all(&staging_dir)?;
+            }
             let fetched = source::fetch(
                 src.as_ref(),
                 &staging_dir,
