@@ -16,6 +16,7 @@
 //! URLs shown to people (errors, logs, reports) go through [`redact`]: no password, no query
 //! string (a presigned URL's signature is a credential).
 mod etcd;
+pub mod fleet;
 mod http;
 mod s3;
 mod secret;

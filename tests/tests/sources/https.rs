@@ -222,3 +222,51 @@ fn https_snapshot_restores() -> Result<()> {
     );
     Ok(())
 }
+
+/// A fleet plan fetched by MAC, and the report posted to a callback (retried after a 503).
+#[test]
+fn plan_by_mac_and_callback() -> Result<()> {
+    use rescue_init::source::fleet::{expand, fetch_document, post_report, MachineVars};
+    let l = lab()?;
+    std::fs::write(
+        l.root.join("52-54-00-12-34-56.toml"),
+        "source = \"s3://snaps/latest\"\n",
+    )?;
+    let vars = MachineVars {
+        mac: Some("52:54:00:12:34:56".into()),
+        ..MachineVars::default()
+    };
+    let url = expand(
+        &format!(
+            "https://127.0.0.1:{}/files/${{mac-dashes}}.toml",
+            l.server.port
+        ),
+        &vars,
+    )?;
+    let o = opts_with_ca(&l.pki);
+    let plan = fetch_document(&url, &o)?;
+    ensure!(plan == b"source = \"s3://snaps/latest\"\n");
+    // Plain http plans are refused (a plan may carry secrets).
+    let e = fetch_document("http://127.0.0.1:1/p.toml", &o).expect_err("plain");
+    ensure!(matches!(e, SourceError::PlainHttpNeedsPin { .. }), "{e:?}");
+
+    let report = r#"{"outcome":"success","member":"m1"}"#;
+    let status = post_report(
+        &format!("https://127.0.0.1:{}/flaky", l.server.port),
+        report,
+        &o,
+    )?;
+    ensure!(status == 204);
+    ensure!(std::fs::read_to_string(l.root.join("callback-0.json"))? == report);
+    let e = post_report(
+        &format!("https://127.0.0.1:{}/nope", l.server.port),
+        report,
+        &o,
+    )
+    .expect_err("404");
+    ensure!(
+        matches!(e, SourceError::HttpStatus { status: 404, .. }),
+        "{e:?}"
+    );
+    Ok(())
+}

@@ -10,6 +10,8 @@ Prints the port on stdout once listening. Paths:
   /norange/NAME    like /files/NAME but ignores Range (always 200 with the whole file)
   /redirect/NAME   302 to /files/NAME
   /loop            302 to /loop, forever
+  POST /callback   stores the body as ROOT/callback-N.json, answers 204
+  POST /flaky      503 on the first request, then like /callback
 """
 import http.server
 import os
@@ -75,6 +77,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.redirect("/loop")
         else:
             self.send_error(404)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(n)
+        p = self.path.split("?", 1)[0]
+        if p == "/flaky" and not getattr(self.server, "flaked", False):
+            self.server.flaked = True
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if p not in ("/callback", "/flaky"):
+            self.send_error(404)
+            return
+        count = len([f for f in os.listdir(self.server.root) if f.startswith("callback-")])
+        with open(os.path.join(self.server.root, "callback-%d.json" % count), "wb") as f:
+            f.write(body)
+        self.send_response(204)
+        self.end_headers()
 
     def redirect(self, to):
         self.send_response(302)
