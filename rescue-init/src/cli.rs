@@ -200,7 +200,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             };
-            if src.local_path().is_none() {
+            let created = src.local_path().is_none() && !staging_dir.exists();
+            if created {
                 std::fs::create_dir_all(&staging_dir)?;
             }
             let fetched = source::fetch(
@@ -208,7 +209,13 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 &staging_dir,
                 fopts.sha256.as_ref(),
                 &mut progress,
-            )?;
+            )
+            .inspect_err(|_| {
+                if created {
+                    // Leave nothing behind: the directory is empty again.
+                    let _ = std::fs::remove_dir(&staging_dir);
+                }
+            })?;
             if fetched.temporary {
                 writeln!(
                     std::io::stderr(),

@@ -135,6 +135,8 @@ pub(crate) enum Failure {
 }
 
 pub(crate) fn classify(e: reqwest::Error, shown: &str, max_redirects: usize) -> Failure {
+    // reqwest's message names the full URL, query string (a presigned signature) included.
+    let e = e.without_url();
     if let Some(r) = find::<RedirectRefused>(&e) {
         return Failure::Fatal(match &r.to_http {
             Some(to) => SourceError::RedirectToHttp {

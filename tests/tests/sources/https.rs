@@ -270,3 +270,27 @@ fn plan_by_mac_and_callback() -> Result<()> {
     );
     Ok(())
 }
+
+/// Errors never show a presigned URL's query string or a password, even from the HTTP library.
+#[test]
+fn errors_never_show_query_or_password() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let port = common::free_port()?;
+    let url = format!("https://user:pa55word@127.0.0.1:{port}/snap.db?X-Amz-Signature=deadbeef");
+    let e = fetch(&url, &SourceOptions::default(), tmp.path()).expect_err("refused");
+    let mut shown = e.to_string();
+    let mut cur = std::error::Error::source(&e);
+    while let Some(c) = cur {
+        shown.push_str(&format!(": {c}"));
+        cur = c.source();
+    }
+    ensure!(
+        !shown.contains("deadbeef") && !shown.contains("pa55word"),
+        "{shown}"
+    );
+    ensure!(
+        shown.contains(&format!("127.0.0.1:{port}/snap.db")),
+        "{shown}"
+    );
+    Ok(())
+}
