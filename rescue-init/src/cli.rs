@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::progress::{human, Progress};
 use crate::snapshot::{self, RestoreOptions, Status};
+use crate::source::{self, S3Credentials, Sha256Pin, SourceOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,7 +52,7 @@ enum SnapshotCommand {
     /// Check a snapshot (or a raw member/snap/db) and print its status
     Status(StatusArgs),
     /// Restore a snapshot into a new data directory
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -75,8 +76,13 @@ struct StatusArgs {
 
 #[derive(Args, Debug)]
 struct RestoreArgs {
-    /// Snapshot file (etcdctl snapshot save) or raw bbolt db (with --skip-hash-check)
-    file: PathBuf,
+    /// Snapshot file (etcdctl snapshot save) or raw bbolt db (with --skip-hash-check), or a
+    /// URL: file://, https:// (http:// with --sha256), s3://bucket/key, s3://bucket/prefix/latest,
+    /// etcd://host:2379[,host:2379]
+    #[arg(value_name = "FILE|URL")]
+    file: String,
+    #[command(flatten)]
+    fetch: FetchArgs,
     /// Path to the data directory to create [default: <name>.etcd]
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -104,6 +110,54 @@ struct RestoreArgs {
     /// Show no progress
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// Where a snapshot URL is fetched from and how it is checked.
+#[derive(Args, Debug)]
+struct FetchArgs {
+    /// Expected sha256 of the fetched file (required for plain http)
+    #[arg(long)]
+    sha256: Option<String>,
+    /// PEM CA bundle trusted besides the built-in roots (https, s3) or for etcd
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Trust only --cacert, not the built-in roots
+    #[arg(long, requires = "cacert")]
+    cacert_only: bool,
+    /// Client certificate (PEM) for etcd:// sources
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Client key (PEM) for etcd:// sources
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// S3 endpoint, e.g. https://minio.example:9000 (path-style); default AWS
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1]
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Accept plain http without --sha256 (integrity then rests on the snapshot's own trailer)
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+impl FetchArgs {
+    fn options(&self) -> Result<SourceOptions, source::SourceError> {
+        let mut o = SourceOptions {
+            sha256: self.sha256.as_deref().map(Sha256Pin::parse).transpose()?,
+            insecure_http: self.insecure_http,
+            ..SourceOptions::default()
+        };
+        o.tls.ca = self.cacert.clone();
+        o.tls.ca_only = self.cacert_only;
+        o.tls.cert = self.cert.clone();
+        o.tls.key = self.key.clone();
+        o.s3.endpoint = self.s3_endpoint.clone();
+        o.s3.region = self.s3_region.clone();
+        // Keys come from the environment only, never from argv (visible in /proc).
+        o.s3.credentials = S3Credentials::from_env();
+        Ok(o)
+    }
 }
 
 /// Entry point of the `rescue-init` binary.
@@ -147,10 +201,49 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             }
         }
         Command::Snapshot(SnapshotCommand::Restore(a)) => {
-            let mut opts = RestoreOptions::new(&a.file);
-            opts.data_dir = a
+            let mut progress = if a.quiet {
+                Progress::hidden()
+            } else {
+                Progress::stderr()
+            };
+            let data_dir = a
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", a.name)));
+            // A URL is fetched into a staging file beside the data dir (same filesystem),
+            // removed when `fetched` is dropped; a local path is used in place.
+            let fopts = a.fetch.options()?;
+            let src = source::open(&a.file, &fopts)?;
+            let staging_dir = match data_dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let created = src.local_path().is_none() && !staging_dir.exists();
+            if created {
+                std::fs::create_dir_all(&staging_dir)?;
+            }
+            let fetched = source::fetch(
+                src.as_ref(),
+                &staging_dir,
+                fopts.sha256.as_ref(),
+                &mut progress,
+            )
+            .inspect_err(|_| {
+                if created {
+                    // Leave nothing behind: the directory is empty again.
+                    let _ = std::fs::remove_dir(&staging_dir);
+                }
+            })?;
+            if fetched.temporary {
+                writeln!(
+                    std::io::stderr(),
+                    "fetched {} ({} bytes, sha256 {})",
+                    src.describe(),
+                    fetched.len,
+                    fetched.sha256_hex()
+                )?;
+            }
+            let mut opts = RestoreOptions::new(&fetched.path);
+            opts.data_dir = data_dir;
             opts.name = a.name;
             opts.initial_cluster = a.initial_cluster;
             opts.initial_advertise_peer_urls = a.initial_advertise_peer_urls;
@@ -158,16 +251,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             opts.skip_hash_check = a.skip_hash_check;
             opts.bump_revision = a.bump_revision;
             opts.mark_compacted = a.mark_compacted;
-            let mut progress = if a.quiet {
-                Progress::hidden()
-            } else {
-                Progress::stderr()
-            };
             let r = snapshot::restore(&opts, &mut progress)?;
             writeln!(
                 out,
                 "restored {} into {} in {:.2}s\n  member {} ({}) of cluster {}\n  members: {}\n  hash before {:08x}, revision {}, {} keys; after: revision {}, {} keys{}",
-                opts.snapshot.display(),
+                src.describe(),
                 r.data_dir.display(),
                 r.seconds,
                 r.member_id,

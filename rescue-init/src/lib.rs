@@ -21,4 +21,5 @@ pub mod recover;
 pub mod report;
 pub mod rewrite;
 pub mod snapshot;
+pub mod source;
 pub mod sys;

@@ -1,0 +1,163 @@
+//! `etcd://host:2379[,host2:2379]`: a snapshot streamed from a surviving member (Maintenance
+//! Snapshot RPC) over mTLS, members tried in turn. The stream is what `etcdctl snapshot save`
+//! writes: the bbolt database followed by the 32-byte sha256 the server appends as the last
+//! message, so the staging file is a regular snapshot file with its trailer (verified again
+//! by the restore).
+//!
+//! The gRPC client needs tokio: it stays inside this file, on a current-thread runtime,
+//! behind the blocking [`SnapshotSource::fetch`].
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+
+use super::{SnapshotSource, SourceError, SourceOptions, Staging, TlsFiles};
+use crate::progress::Progress;
+
+/// Why one member gave no snapshot: try the next one, or stop (the host disk failed).
+enum Attempt {
+    Member(String),
+    Fatal(SourceError),
+}
+
+/// Snapshot from a running member.
+pub struct EtcdSource {
+    endpoints: Vec<String>,
+    tls: TlsFiles,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+}
+
+impl EtcdSource {
+    pub fn new(endpoints: Vec<String>, opts: &SourceOptions) -> Result<Self, SourceError> {
+        if opts.tls.ca.is_none() || opts.tls.cert.is_none() || opts.tls.key.is_none() {
+            return Err(SourceError::EtcdNeedsTls {
+                url: format!("etcd://{}", endpoints.join(",")),
+            });
+        }
+        Ok(EtcdSource {
+            endpoints,
+            tls: opts.tls.clone(),
+            connect_timeout: opts.connect_timeout,
+            io_timeout: opts.io_timeout,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("etcd://{}", self.endpoints.join(","))
+    }
+
+    fn tls_options(&self) -> Result<TlsOptions, SourceError> {
+        let read = |p: &Option<std::path::PathBuf>| -> Result<Vec<u8>, SourceError> {
+            let Some(p) = p else {
+                return Err(SourceError::EtcdNeedsTls { url: self.url() });
+            };
+            std::fs::read(p).map_err(|source| SourceError::ClientCert {
+                path: p.clone(),
+                source,
+            })
+        };
+        let ca = read(&self.tls.ca)?;
+        let cert = read(&self.tls.cert)?;
+        let key = read(&self.tls.key)?;
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .identity(Identity::from_pem(cert, key)))
+    }
+
+    async fn fetch_one(
+        &self,
+        endpoint: &str,
+        tls: TlsOptions,
+        staging: &mut Staging,
+        progress: &mut Progress,
+    ) -> Result<(), Attempt> {
+        let url = format!("https://{endpoint}");
+        let opts = ConnectOptions::new()
+            .with_tls(tls)
+            .with_connect_timeout(self.connect_timeout);
+        let secs = self.io_timeout.as_secs();
+        let mut client =
+            match tokio::time::timeout(self.connect_timeout, Client::connect([url], Some(opts)))
+                .await
+            {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return Err(Attempt::Member(crate::cli::chain(&e))),
+                Err(_) => {
+                    return Err(Attempt::Member(format!(
+                        "no connection within {:?}",
+                        self.connect_timeout
+                    )))
+                }
+            };
+        let mut stream = match tokio::time::timeout(self.io_timeout, client.snapshot()).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Attempt::Member(crate::cli::chain(&e))),
+            Err(_) => {
+                return Err(Attempt::Member(format!(
+                    "no answer to the snapshot request within {secs}s"
+                )))
+            }
+        };
+        let mut started = false;
+        let mut remaining = u64::MAX;
+        loop {
+            let msg = match tokio::time::timeout(self.io_timeout, stream.message()).await {
+                Ok(Ok(Some(m))) => m,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => return Err(Attempt::Member(crate::cli::chain(&e))),
+                Err(_) => return Err(Attempt::Member(format!("the stream stalled for {secs}s"))),
+            };
+            if !started {
+                let total = staging.len() + msg.blob().len() as u64 + msg.remaining_bytes();
+                progress.start("streaming etcd snapshot", total);
+                started = true;
+            }
+            staging.write(msg.blob()).map_err(Attempt::Fatal)?;
+            remaining = msg.remaining_bytes();
+            progress.set(staging.len());
+        }
+        if remaining != 0 {
+            return Err(Attempt::Member(format!(
+                "the stream ended early ({} bytes received, {remaining} announced as remaining)",
+                staging.len()
+            )));
+        }
+        progress.finish();
+        Ok(())
+    }
+}
+
+impl SnapshotSource for EtcdSource {
+    fn describe(&self) -> String {
+        self.url()
+    }
+
+    fn fetch(&self, staging: &mut Staging, progress: &mut Progress) -> Result<(), SourceError> {
+        let tls = self.tls_options()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(SourceError::Runtime)?;
+        let mut tried = Vec::new();
+        for ep in &self.endpoints {
+            if !staging.is_empty() {
+                staging.restart()?;
+            }
+            match rt.block_on(self.fetch_one(ep, tls.clone(), staging, progress)) {
+                Ok(()) => {
+                    log::info!("etcd snapshot of {} bytes from {ep}", staging.len());
+                    return Ok(());
+                }
+                Err(Attempt::Fatal(e)) => return Err(e),
+                Err(Attempt::Member(reason)) => {
+                    log::warn!("etcd member {ep} gave no snapshot: {reason}");
+                    tried.push(format!("{ep}: {reason}"));
+                }
+            }
+        }
+        Err(SourceError::EtcdAllFailed {
+            url: self.url(),
+            tried,
+        })
+    }
+}

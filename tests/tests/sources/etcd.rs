@@ -1,0 +1,113 @@
+//! etcd:// source against a real etcd 3.5 with client-certificate TLS on 127.0.0.1.
+use anyhow::{ensure, Context, Result};
+use rescue_init::progress::Progress;
+use rescue_init::snapshot::{self, HashCheck, RestoreOptions};
+use rescue_init::source::{self, SourceError, SourceOptions};
+
+use crate::common::{self, entries, pki, Etcd};
+
+fn tls_opts(p: &common::Pki) -> SourceOptions {
+    let mut o = SourceOptions::default();
+    o.tls.ca = Some(p.ca.clone());
+    o.tls.cert = Some(p.client_cert.clone());
+    o.tls.key = Some(p.client_key.clone());
+    o.connect_timeout = std::time::Duration::from_secs(3);
+    o
+}
+
+#[test]
+fn etcd_member_snapshot_matches_etcdctl_and_restores() -> Result<()> {
+    let Some(bin) = common::etcd_or_skip("etcd_member_snapshot")? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let p = pki(tmp.path())?;
+    let e = Etcd::start(&bin, &tmp.path().join("m"), Some(&p))?;
+    e.fill(30, 1 << 20)?;
+    let dead = common::free_port()?;
+    // A dead member first: the source moves on to the next.
+    let url = format!("etcd://127.0.0.1:{dead},127.0.0.1:{}", e.server.port);
+    let src = source::open(&url, &tls_opts(&p))?;
+    let host = tmp.path().join("host");
+    std::fs::create_dir_all(&host)?;
+    let f = source::fetch(src.as_ref(), &host, None, &mut Progress::hidden())?;
+
+    // Same status as the file etcdctl writes (the same database and a sha256 trailer).
+    let theirs = tmp.path().join("etcdctl.db");
+    e.ctl(&["snapshot", "save", &theirs.display().to_string()])?;
+    let ours = snapshot::status(&f.path, false, &mut Progress::hidden())?;
+    let want = snapshot::status(&theirs, false, &mut Progress::hidden())?;
+    ensure!(
+        ours.hash_trailer == HashCheck::Verified,
+        "{:?}",
+        ours.hash_trailer
+    );
+    ensure!(
+        (ours.hash, ours.revision, ours.total_key) == (want.hash, want.revision, want.total_key),
+        "ours {ours:?}\netcdctl {want:?}"
+    );
+    ensure!(f.len == std::fs::metadata(&theirs)?.len() && f.len % 512 == 32);
+
+    let mut ro = RestoreOptions::new(&f.path);
+    ro.data_dir = host.join("etcd");
+    ro.name = "new".into();
+    ro.initial_cluster = "new=https://10.0.0.5:2380".into();
+    ro.initial_advertise_peer_urls = vec!["https://10.0.0.5:2380".into()];
+    let r = snapshot::restore(&ro, &mut Progress::hidden()).context("restore")?;
+    ensure!(
+        r.members.len() == 1 && r.after.total_key == want.total_key,
+        "{r:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn no_member_reachable_lists_each_endpoint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let p = pki(tmp.path())?;
+    let (a, b) = (common::free_port()?, common::free_port()?);
+    let url = format!("etcd://127.0.0.1:{a},127.0.0.1:{b}");
+    let src = source::open(&url, &tls_opts(&p))?;
+    let e = source::fetch(src.as_ref(), tmp.path(), None, &mut Progress::hidden())
+        .expect_err("nothing listens");
+    let SourceError::EtcdAllFailed { tried, .. } = &e else {
+        anyhow::bail!("unexpected {e:?}");
+    };
+    ensure!(tried.len() == 2, "{tried:?}");
+    let shown = e.to_string();
+    ensure!(
+        shown.contains(&format!("127.0.0.1:{a}")) && shown.contains(&format!("127.0.0.1:{b}")),
+        "{shown}"
+    );
+    ensure!(
+        !entries(tmp.path())?
+            .iter()
+            .any(|n| n.starts_with(".rescue-fetch")),
+        "staging removed"
+    );
+    // Without client certificates the source says what to pass.
+    let e = source::open(&url, &SourceOptions::default())
+        .err()
+        .context("needs tls")?;
+    ensure!(matches!(e, SourceError::EtcdNeedsTls { .. }), "{e:?}");
+    Ok(())
+}
+
+#[test]
+fn etcd_with_an_untrusted_client_fails_clearly() -> Result<()> {
+    let Some(bin) = common::etcd_or_skip("etcd_untrusted")? else {
+        return Ok(());
+    };
+    let tmp = tempfile::tempdir()?;
+    let p = pki(tmp.path())?;
+    let e = Etcd::start(&bin, &tmp.path().join("m"), Some(&p))?;
+    let mut o = tls_opts(&p);
+    // Trusting another CA: the server's certificate is refused.
+    o.tls.ca = Some(p.other_ca.clone());
+    let url = format!("etcd://127.0.0.1:{}", e.server.port);
+    let src = source::open(&url, &o)?;
+    let err = source::fetch(src.as_ref(), tmp.path(), None, &mut Progress::hidden())
+        .expect_err("untrusted");
+    ensure!(matches!(err, SourceError::EtcdAllFailed { .. }), "{err:?}");
+    Ok(())
+}
