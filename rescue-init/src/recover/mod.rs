@@ -22,6 +22,7 @@ use crate::plan::{Plan, PlanError, RestoreEtcd, Step};
 use crate::progress::Progress;
 use crate::report::{compact_timestamp, FileDiff, Outcome, Report};
 use crate::rewrite::{self, ConfigFile, FileKind, RewriteError, Target};
+use crate::source;
 
 pub use boot::{boot_hook, run_from_cmdline, BootRecoverError};
 pub use stage::BackupStager;
@@ -100,6 +101,11 @@ pub fn recover(
     let mut report = Report::new(&root, started);
     report.config = cfg.to_report_json();
     let result = run(cfg, opts, &root, started, progress, &mut report);
+    // A fetched backup is a copy of our own: never left behind.
+    let fetched = fetch_dir(&root, &ts_of(&report), cfg.dry_run);
+    if fetched.exists() {
+        let _ = fs::remove_dir_all(&fetched);
+    }
     let outcome = match &result {
         Ok(o) => o.clone(),
         Err(e) => {
@@ -132,7 +138,7 @@ fn run(
     let ts = compact_timestamp(started);
 
     // 1. Discover (read-only).
-    let candidate = choose_backup(cfg, opts, root, report)?;
+    let candidate = choose_backup(cfg, opts, root, report, progress)?;
     let source_id = candidate.snapshot.to_string();
     report.source = Some(format!("{} {source_id}", candidate.layout));
     log::info!("backup: {} {source_id}", candidate.layout);
@@ -221,6 +227,7 @@ fn choose_backup(
     opts: &RecoverOptions,
     root: &Path,
     report: &mut Report,
+    progress: &mut Progress,
 ) -> Result<Candidate, RecoverError> {
     let mut scan = ScanOptions {
         extra_dirs: opts.extra_dirs.clone(),
@@ -230,20 +237,39 @@ fn choose_backup(
     let wanted: Option<PathBuf> = match &cfg.source {
         None => None,
         Some(SourceLocation::Path(p)) => {
-            let p = if p.exists() { p.clone() } else { root.join(p.strip_prefix("/").unwrap_or(p)) };
+            let p = if p.exists() {
+                p.clone()
+            } else {
+                root.join(p.strip_prefix("/").unwrap_or(p))
+            };
             if !p.exists() {
-                return Err(RecoverError::Source(p.display().to_string(), "no such file or directory".into()));
+                return Err(RecoverError::Source(
+                    p.display().to_string(),
+                    "no such file or directory".into(),
+                ));
             }
-            scan.extra_dirs.push(if p.is_dir() { p.clone() } else { p.parent().unwrap_or(Path::new("/")).to_path_buf() });
+            scan.extra_dirs.push(if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().unwrap_or(Path::new("/")).to_path_buf()
+            });
             scan.check_all = true;
             scan.skip_live_data_dir = false;
             Some(p)
         }
         Some(SourceLocation::Url(u)) => {
-            return Err(RecoverError::Source(
-                u.redacted(),
-                "fetching from a URL is done by `rescue-init fetch` (network sources); give a local path here".into(),
-            ))
+            // Fetched (streamed and hashed in one pass) into a directory of our own on the
+            // host disk (outside the root for a dry run), then detected like a local backup.
+            let dir = fetch_dir(root, &ts_of(report), cfg.dry_run);
+            fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+            let fetched = fetch_source(u.expose(), cfg, &dir, progress).map_err(|e| {
+                let _ = fs::remove_dir_all(&dir);
+                e
+            })?;
+            report.source = Some(u.redacted());
+            scan.extra_dirs.push(dir.clone());
+            scan.check_all = true;
+            Some(fetched)
         }
     };
     let mut inv = discover::scan(root, &scan)?;
@@ -273,6 +299,76 @@ fn choose_backup(
     chosen.ok_or_else(|| RecoverError::NoBackup {
         root: root.to_path_buf(),
         candidates: inv.to_string(),
+    })
+}
+
+/// The timestamp of this run, from the report's start time.
+fn ts_of(report: &Report) -> String {
+    report.started_at.replace(['-', ':'], "")
+}
+
+/// Where a fetched backup is kept during the recovery.
+fn fetch_dir(root: &Path, ts: &str, dry_run: bool) -> PathBuf {
+    if dry_run {
+        std::env::temp_dir().join(format!(
+            "rescue-init-dry-run-fetch-{}-{ts}",
+            std::process::id()
+        ))
+    } else {
+        root.join(format!("var/lib/.rescue-init-fetch-{ts}"))
+    }
+}
+
+/// Source options from the configuration (secrets exposed only here, to the fetcher).
+fn source_options(cfg: &Config) -> Result<source::SourceOptions, RecoverError> {
+    let bad =
+        |e: source::SourceError| RecoverError::Source("--sha256".into(), crate::cli::chain(&e));
+    let mut o = source::SourceOptions::default();
+    if let Some(h) = &cfg.sha256 {
+        let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
+        o.sha256 = Some(source::Sha256Pin::parse(&hex).map_err(bad)?);
+    }
+    o.tls.ca = cfg.ca.clone().or_else(|| cfg.etcd_tls.cacert.clone());
+    o.tls.cert = cfg.etcd_tls.cert.clone();
+    o.tls.key = cfg.etcd_tls.key.clone();
+    o.s3.endpoint = cfg.s3.endpoint.as_ref().map(|u| u.expose().to_string());
+    o.s3.region = cfg.s3.region.clone();
+    o.s3.credentials = match (&cfg.s3.access_key_id, &cfg.s3.secret_access_key) {
+        (Some(id), Some(secret)) => Some(source::S3Credentials {
+            access_key_id: id.expose().to_string(),
+            secret_access_key: source::Secret::new(secret.expose()),
+            session_token: cfg
+                .s3
+                .session_token
+                .as_ref()
+                .map(|t| source::Secret::new(t.expose())),
+        }),
+        _ => source::S3Credentials::from_env(),
+    };
+    Ok(o)
+}
+
+fn fetch_source(
+    url: &str,
+    cfg: &Config,
+    dir: &Path,
+    progress: &mut Progress,
+) -> Result<PathBuf, RecoverError> {
+    let opts = source_options(cfg)?;
+    let fail =
+        |e: source::SourceError| RecoverError::Source(source::redact(url), crate::cli::chain(&e));
+    let src = source::open(url, &opts).map_err(fail)?;
+    let fetched = source::fetch(src.as_ref(), dir, opts.sha256.as_ref(), progress).map_err(fail)?;
+    log::info!(
+        "fetched {} ({} bytes, sha256 {})",
+        src.describe(),
+        fetched.len,
+        fetched.sha256_hex()
+    );
+    Ok(if fetched.temporary {
+        fetched.keep()
+    } else {
+        fetched.path.clone()
     })
 }
 
