@@ -509,15 +509,11 @@ fn stage_and_plan(
             if !kube.exists() {
                 fs::create_dir_all(&kube).map_err(io_err("creating", &kube))?;
             }
-            let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-                .map_err(io_err("reading", dir))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .collect();
-            entries.sort();
-            for e in entries {
-                let Some(n) = e.file_name() else { continue };
-                let dest = kube.join(n);
+            // Merge into the host's tree: a staged directory the host also has is entered,
+            // so only the entries the backup brings are moved aside and replaced (replacing
+            // the whole `manifests/` would drop the host's other manifests, and the etcd
+            // manifest the plan rewrites).
+            for (e, dest) in merge_pairs(dir, &kube)? {
                 if dest.exists() {
                     let to = aside(&dest);
                     plan.steps.push(Step::MoveAside {
@@ -564,6 +560,30 @@ fn stage_and_plan(
     plan.validate(&|p: &Path| p.exists())?;
     check_free_space(&data_dir, c.size)?;
     Ok(plan)
+}
+
+/// The (staged entry, host destination) pairs that merge the staged tree `from` into `to`:
+/// directories present on both sides are entered, everything else is one pair. Sorted.
+fn merge_pairs(from: &Path, to: &Path) -> Result<Vec<(PathBuf, PathBuf)>, RecoverError> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(from)
+        .map_err(io_err("reading", from))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(n) = e.file_name() else { continue };
+        let dest = to.join(n);
+        let both_dirs = fs::symlink_metadata(&e).is_ok_and(|m| m.is_dir())
+            && fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir());
+        if both_dirs {
+            out.extend(merge_pairs(&e, &dest)?);
+        } else {
+            out.push((e, dest));
+        }
+    }
+    Ok(out)
 }
 
 /// Without any etcd configuration (e.g. RKE, where the etcd container's flags live in the
