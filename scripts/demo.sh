@@ -105,7 +105,7 @@ SRC_REV=$("$ETCDCTL" --endpoints "$SRC" endpoint status -w json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Status"]["header"]["revision"])')
 mkdir -p "$WORK/root/var/backups/etcd"
 SNAP=$WORK/root/var/backups/etcd/etcd-snapshot-20240102-030405.db
-"$ETCDCTL" --endpoints "$SRC" snapshot save "$SNAP" >/dev/null
+"$ETCDCTL" --endpoints "$SRC" snapshot save "$SNAP" >/dev/null 2>&1
 echo "    source: $SRC_KEYS keys, revision $SRC_REV; backup $(basename "$SNAP")"
 stop_last_etcd
 

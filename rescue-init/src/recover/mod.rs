@@ -470,13 +470,7 @@ fn stage_and_plan(
         .to_string();
     let data_dir = root.join(&data_dir_rel);
     let mut plan = Plan::default();
-    let aside = |p: &Path| -> PathBuf {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        p.with_file_name(format!("{name}.before-rescue-{ts}"))
-    };
+    let aside = |p: &Path| aside_path(p, ts);
     let mut snapshot_now = snapshot.clone();
     if data_dir.exists() {
         let to = aside(&data_dir);
@@ -562,6 +556,22 @@ fn stage_and_plan(
     Ok(plan)
 }
 
+/// Where `p` is moved aside: a `.before-rescue-<ts>` sibling. Inside a static pod manifest
+/// directory the sibling is hidden (kubelet runs every file there but hidden ones, and must
+/// not run the old pod beside the new one).
+fn aside_path(p: &Path, ts: &str) -> PathBuf {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_manifests = p
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "manifests");
+    let dot = if in_manifests { "." } else { "" };
+    p.with_file_name(format!("{dot}{name}.before-rescue-{ts}"))
+}
+
 /// The (staged entry, host destination) pairs that merge the staged tree `from` into `to`:
 /// directories present on both sides are entered, everything else is one pair. Sorted.
 fn merge_pairs(from: &Path, to: &Path) -> Result<Vec<(PathBuf, PathBuf)>, RecoverError> {
@@ -628,4 +638,55 @@ fn check_free_space(data_dir: &Path, snapshot_size: u64) -> Result<(), RecoverEr
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_paths_are_siblings_hidden_in_manifest_dirs() {
+        let ts = "20240102T030405Z";
+        assert_eq!(
+            aside_path(Path::new("/r/var/lib/etcd"), ts),
+            Path::new("/r/var/lib/etcd.before-rescue-20240102T030405Z")
+        );
+        assert_eq!(
+            aside_path(Path::new("/r/etc/kubernetes/manifests/etcd-pod.yaml"), ts),
+            Path::new("/r/etc/kubernetes/manifests/.etcd-pod.yaml.before-rescue-20240102T030405Z")
+        );
+        assert_eq!(
+            aside_path(Path::new("/r/etc/kubernetes/manifests"), ts),
+            Path::new("/r/etc/kubernetes/manifests.before-rescue-20240102T030405Z")
+        );
+    }
+
+    #[test]
+    fn merge_pairs_enter_directories_both_sides_have() {
+        let staged = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let s = staged.path();
+        let h = host.path();
+        fs::create_dir_all(s.join("manifests")).unwrap();
+        fs::write(s.join("manifests/etcd-pod.yaml"), "new").unwrap();
+        fs::create_dir_all(s.join("static-pod-resources/etcd-pod-3")).unwrap();
+        fs::write(s.join("static-pod-resources/etcd-pod-3/x"), "x").unwrap();
+        fs::create_dir_all(h.join("manifests")).unwrap();
+        fs::write(h.join("manifests/kube-apiserver.yaml"), "keep").unwrap();
+        let got = merge_pairs(s, h).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    s.join("manifests/etcd-pod.yaml"),
+                    h.join("manifests/etcd-pod.yaml")
+                ),
+                (
+                    s.join("static-pod-resources"),
+                    h.join("static-pod-resources")
+                ),
+            ]
+        );
+    }
 }
