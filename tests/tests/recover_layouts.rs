@@ -202,7 +202,32 @@ fn openshift_snapshot_and_static_kuberesources() {
         true,
     )
     .expect("layout");
+    // The host's own (old) etcd pod, which the backup's replaces.
+    let old_pod = b"kind: Pod\nmetadata:\n  name: etcd-old\n";
+    hostroot::write_file(
+        &root.join("etc/kubernetes/manifests/etcd-pod.yaml"),
+        old_pod,
+        0o600,
+    )
+    .expect("old pod");
     recover_and_check(&tools, src, &root, MANIFEST, &node, &[]);
+    let manifests = root.join("etc/kubernetes/manifests");
+    assert!(
+        std::fs::read_to_string(manifests.join("etcd-pod.yaml"))
+            .expect("new pod")
+            .contains("name: etcd\n"),
+        "the backup's etcd pod installed"
+    );
+    assert!(
+        manifests.join("kube-apiserver.yaml").is_file(),
+        "other manifests kept"
+    );
+    // Moved aside hidden, so kubelet does not run it.
+    let aside = recovery::moved_aside(&manifests.join(".etcd-pod.yaml"));
+    assert_eq!(std::fs::read(aside).expect("old pod kept"), old_pod);
+    assert!(root
+        .join("etc/kubernetes/static-pod-resources/etcd-pod-3")
+        .is_dir());
 }
 
 #[test]
