@@ -271,6 +271,13 @@ fn rke_case(zip: bool) {
         !none.status.success(),
         "without an etcd configuration, recover must ask for --name/--advertise-address"
     );
+    let err = String::from_utf8_lossy(&none.stderr);
+    let line = err.lines().find(|l| l.starts_with("error:")).unwrap_or("");
+    assert!(
+        line.contains("--name") && line.contains("--advertise-address"),
+        "the error says what to pass: {err}"
+    );
+    rescue_tests::tools::note(&format!("RKE without flags: {line}"));
     let out = recovery::recover_ok(
         root.path(),
         &["--name", &node.name, "--advertise-address", "127.0.0.1"],
@@ -303,6 +310,21 @@ fn rke_case(zip: bool) {
     assert_eq!(server.ctl().kvs().len(), src.state.kvs.len());
     drop(server);
     recovery::check_stale_moved_aside(&root);
+    // The certificates rebuilt from the cluster state's certificatesBundle.
+    let ssl = root.join("etc/kubernetes/ssl");
+    for f in [
+        "kube-ca.pem",
+        "kube-apiserver.pem",
+        "kube-apiserver-key.pem",
+    ] {
+        assert!(ssl.join(f).is_file(), "{f} rebuilt:\n{stdout}");
+    }
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ssl.join("kube-apiserver-key.pem"))
+            .expect("key")
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "private key mode");
 }
 
 #[test]

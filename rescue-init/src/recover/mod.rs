@@ -35,7 +35,7 @@ pub enum RecoverError {
     NoBackup { root: PathBuf, candidates: String },
     #[error("--source {0}: {1}")]
     Source(String, String),
-    #[error("the etcd member settings are unknown")]
+    #[error("the etcd member settings are unknown (a host without etcd configuration, e.g. RKE, needs --name and --advertise-address)")]
     Settings(#[source] RewriteError),
     #[error("refusing an unsafe plan")]
     Plan(#[from] PlanError),
