@@ -336,3 +336,93 @@ fn rke1_zip_with_name_and_address() {
 fn rke1_plain_with_rkestate_with_name_and_address() {
     rke_case(false);
 }
+
+/// A kubespray-style host: etcd is a systemd service configured by an env file or by flags on
+/// `ExecStart`, `/etc/kubernetes` holds no etcd manifest; the backup is a plain snapshot.
+fn systemd_case(env_file: bool) {
+    let Some((tools, src)) = setup() else { return };
+    let node = Node::loopback("etcd1", "127.0.0.1");
+    let root = kubeadm_host(&node);
+    std::fs::remove_file(root.join(MANIFEST)).expect("no etcd manifest");
+    let settings = [
+        ("name", node.name.clone()),
+        ("data-dir", "/var/lib/etcd".to_string()),
+        ("initial-advertise-peer-urls", node.peer_url()),
+        ("listen-peer-urls", node.peer_url()),
+        ("listen-client-urls", node.listen_client_urls()),
+        ("advertise-client-urls", node.client_url()),
+        (
+            "initial-cluster",
+            format!(
+                "{}={},etcd2=https://10.0.0.12:2380,etcd3=https://10.0.0.13:2380",
+                node.name,
+                node.peer_url()
+            ),
+        ),
+        ("initial-cluster-state", "existing".to_string()),
+    ];
+    let cfg = if env_file {
+        let env: String = settings
+            .iter()
+            .map(|(k, v)| format!("ETCD_{}={v}\n", k.to_uppercase().replace('-', "_")))
+            .collect();
+        hostroot::write_file(&root.join("etc/etcd.env"), env.as_bytes(), 0o640).expect("env");
+        let unit = "[Unit]\nDescription=etcd\nAfter=network.target\n\n[Service]\nType=notify\nEnvironmentFile=/etc/etcd.env\nExecStart=/usr/local/bin/etcd\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n";
+        hostroot::write_file(
+            &root.join("etc/systemd/system/etcd.service"),
+            unit.as_bytes(),
+            0o644,
+        )
+        .expect("unit");
+        "etc/etcd.env"
+    } else {
+        let flags: String = settings
+            .iter()
+            .map(|(k, v)| format!(" --{k}={v}"))
+            .collect();
+        let unit = format!("[Unit]\nDescription=etcd\n\n[Service]\nExecStart=/usr/local/bin/etcd{flags}\nRestart=always\n\n[Install]\nWantedBy=multi-user.target\n");
+        hostroot::write_file(
+            &root.join("etc/systemd/system/etcd.service"),
+            unit.as_bytes(),
+            0o644,
+        )
+        .expect("unit");
+        "etc/systemd/system/etcd.service"
+    };
+    hostroot::plain_snapshot(&root, &src.snapshot, "var/backups/etcd-2024-01-02.db").expect("snap");
+    let before = recovery::picture(root.path());
+    let out = recovery::recover_ok(root.path(), &[]);
+    let after = recovery::picture(root.path());
+    let parsed = recovery::parse_flags(&root.join(cfg));
+    assert_eq!(
+        parsed.get("initial-cluster"),
+        Some(&format!("{}={}", node.name, node.peer_url())),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        parsed.get("initial-cluster-state").map(String::as_str),
+        Some("new")
+    );
+    let flags = MemberFlags::from(root.path(), &parsed);
+    recovery::check_server(
+        &tools,
+        &flags,
+        &src.state,
+        &node.name,
+        &node.peer_url(),
+        true,
+    );
+    recovery::check_stale_moved_aside(&root);
+    check_nothing_deleted(&before, &after, &[cfg]);
+}
+
+#[test]
+fn systemd_unit_with_env_file() {
+    systemd_case(true);
+}
+
+#[test]
+fn systemd_unit_with_flags_on_execstart() {
+    systemd_case(false);
+}
