@@ -67,9 +67,17 @@ pub fn stale_data_dir(root: &HostRoot) {
 
 /// Runs `rescue-init recover --root ROOT ARGS…`.
 pub fn recover(root: &Path, args: &[&str]) -> Output {
+    recover_with_tmpdir(root, args, None)
+}
+
+/// [`recover`] with `TMPDIR` set (where a dry run stages).
+pub fn recover_with_tmpdir(root: &Path, args: &[&str], tmpdir: Option<&Path>) -> Output {
     let bin = rescue_init_bin().unwrap_or_else(|e| panic!("{e}"));
-    Command::new(bin)
-        .arg("recover")
+    let mut cmd = Command::new(bin);
+    if let Some(t) = tmpdir {
+        cmd.env("TMPDIR", t);
+    }
+    cmd.arg("recover")
         .arg("--root")
         .arg(root)
         .args(args)

@@ -137,3 +137,57 @@ fn no_bump_keeps_the_revision() {
         false,
     );
 }
+
+/// A dry run of an archive layout stages outside the root: the host stays byte-identical and
+/// no staging directory is left behind in the temp dir.
+#[test]
+fn dry_run_of_an_archive_layout_changes_nothing() {
+    let Some((_tools, src)) = setup() else { return };
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let root = HostRoot::new().expect("root");
+    recovery::stale_data_dir(&root);
+    hostroot::deckhouse_kube_backup(&root, &src.snapshot, "root/kube-backup.tar.gz", &node)
+        .expect("layout");
+    let before = recovery::picture(root.path());
+    let tmp = tempfile::tempdir().expect("tmpdir");
+    let out = recovery::recover_with_tmpdir(root.path(), &["--dry-run"], Some(tmp.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        rescue_tests::util::describe(&out)
+    );
+    recovery::assert_same_tree(&before, &recovery::picture(root.path()), "--dry-run");
+    let text = stdout(&out);
+    assert!(text.contains("extract"), "staging step shown:\n{text}");
+    assert!(
+        text.contains("+    - --initial-cluster-state=new"),
+        "{text}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "dry-run staging left: {leftovers:?}");
+}
+
+/// The host lost everything but the backup: no /etc/kubernetes, no etcd data dir.
+#[test]
+fn bare_host_with_deckhouse_backup() {
+    let Some((tools, src)) = setup() else { return };
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let root = HostRoot::new().expect("root");
+    hostroot::deckhouse_kube_backup(&root, &src.snapshot, "root/kube-backup.tar.gz", &node)
+        .expect("layout");
+    recovery::recover_ok(root.path(), &[]);
+    let flags = MemberFlags::from(root.path(), &recovery::parse_flags(&root.join(MANIFEST)));
+    recovery::check_server(
+        &tools,
+        &flags,
+        &src.state,
+        "master-0",
+        &node.peer_url(),
+        true,
+    );
+    assert!(root.join("etc/kubernetes/pki/ca.key").is_file());
+}
