@@ -162,7 +162,14 @@ fn run(
     // 3. Apply, with rollback.
     match exec::apply(&plan, &BackupStager, &ts, progress) {
         Ok(steps) => report.steps.extend(steps),
-        Err(e) => return Err(RecoverError::Apply(e)),
+        Err(e) => {
+            // Rolled back: the staging directories hold only our own extraction of the
+            // backup. Kept when the rollback itself failed, for the operator.
+            if e.rollback_failures.is_empty() {
+                staging.remove();
+            }
+            return Err(RecoverError::Apply(e));
+        }
     }
     staging.remove();
     let member_id = report
