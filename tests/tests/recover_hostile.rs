@@ -273,3 +273,70 @@ fn full_etc_while_staging_the_kubernetes_tree() {
     let _guard = Unmount(etc);
     refused(root.path(), &[], "space");
 }
+
+/// `/etc` on a 1 MiB tmpfs filled to the last byte (needs root): staging and the restore pass,
+/// rewriting the etcd manifest runs out of space, and the applied steps are rolled back. Every
+/// entry of the host is back as it was; the only additions are the rolled-back data dir kept
+/// as a hidden sibling (never deleted) and the report.
+#[test]
+fn full_etc_while_rewriting_rolls_back() {
+    use std::io::Write;
+    let Some(src) = source() else { return };
+    if !rustix::process::geteuid().is_root() {
+        skip("full-disk case needs root to mount a tmpfs");
+        return;
+    }
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let root = HostRoot::new().expect("root");
+    recovery::stale_data_dir(&root);
+    hostroot::plain_snapshot(&root, &src.snapshot, "root/etcd-20240102-030405.db").expect("snap");
+    let etc = root.join("etc");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "rescue-full-etc"])
+        .arg(&etc)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        skip("cannot mount a tmpfs here: full-/etc rollback case not run");
+        return;
+    }
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(etc.clone());
+    hostroot::host_kubernetes(&root, &node).expect("kube");
+    // Fill /etc to the last byte.
+    let mut f = std::fs::File::create(etc.join("filler")).expect("filler");
+    let chunk = vec![0u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    while f.write_all(&[0u8]).is_ok() {}
+    drop(f);
+    let before = recovery::picture(root.path());
+    let out = recovery::recover(root.path(), &[]);
+    let after = recovery::picture(root.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "recovered on a full /etc?\n{stdout}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    note(errors[0]);
+    for (k, v) in &before {
+        assert_eq!(
+            after.get(k),
+            Some(v),
+            "{} not back as it was\n{stdout}",
+            k.display()
+        );
+    }
+    for k in after.keys().filter(|k| !before.contains_key(*k)) {
+        let s = k.to_string_lossy();
+        assert!(
+            s.contains(".rescue-init-rolled-back-")
+                || s == "var/log"
+                || s.starts_with("var/log/rescue-init"),
+            "unexpected new entry {s}\n{stdout}"
+        );
+    }
+}
