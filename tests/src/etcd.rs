@@ -274,6 +274,27 @@ impl EtcdCluster {
         EtcdCluster::launch(tools, version, procs, dir)
     }
 
+    /// One server started with exactly `args` (e.g. the flags of a rewritten configuration).
+    /// `spec` names it and gives the loopback client port its health is polled on.
+    pub fn start_with_args(
+        tools: &Tools,
+        version: Version,
+        spec: MemberSpec,
+        data_dir: &Path,
+        args: Vec<OsString>,
+    ) -> EtcdCluster {
+        let dir = tempdir("etcd-flags");
+        let p = EtcdProcess {
+            log: dir.path().join(format!("{}.log", spec.name)),
+            spec,
+            data_dir: data_dir.to_path_buf(),
+            bin: tools.etcd(version),
+            args,
+            child: None,
+        };
+        EtcdCluster::launch(tools, version, vec![p], dir)
+    }
+
     fn launch(
         tools: &Tools,
         version: Version,

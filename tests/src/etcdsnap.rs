@@ -1,12 +1,16 @@
 //! A real `etcdctl snapshot save` file from a throwaway single-member etcd on loopback.
 //!
-//! Returns `Ok(None)` when `etcd`/`etcdctl` are not on PATH, unless `RESCUE_REQUIRE_ETCD=1`
-//! (CI), which turns that into an error.
+//! The binaries are the 3.5 ones of [`Tools`] (not whatever is first on PATH). Returns
+//! `Ok(None)` when they are missing, unless `RESCUE_REQUIRE_ETCD=1` (CI), which turns that into
+//! an error.
 
 use std::io;
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::tools::{Tools, Version};
 
 fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -21,8 +25,8 @@ impl Drop for Server {
     }
 }
 
-fn etcdctl(endpoint: &str, args: &[&str]) -> io::Result<std::process::Output> {
-    Command::new("etcdctl")
+fn etcdctl(bin: &Path, endpoint: &str, args: &[&str]) -> io::Result<std::process::Output> {
+    Command::new(bin)
         .env("ETCDCTL_API", "3")
         .arg("--endpoints")
         .arg(endpoint)
@@ -33,31 +37,24 @@ fn etcdctl(endpoint: &str, args: &[&str]) -> io::Result<std::process::Output> {
 /// Starts etcd, writes `keys` keys (`/registry/test/<i>` = `value-<i>`), saves a snapshot and
 /// returns its bytes.
 pub fn real_snapshot(keys: usize) -> io::Result<Option<Vec<u8>>> {
-    let present = Command::new("etcd")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok()
-        && Command::new("etcdctl")
-            .arg("version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok();
-    if !present {
-        if std::env::var("RESCUE_REQUIRE_ETCD").as_deref() == Ok("1") {
-            return Err(io::Error::other(
-                "etcd/etcdctl not found and RESCUE_REQUIRE_ETCD=1",
-            ));
+    let tools = match Tools::find() {
+        Ok(t) => t,
+        Err(why) if crate::tools::require_etcd() => {
+            return Err(io::Error::other(format!("{why} and RESCUE_REQUIRE_ETCD=1")));
         }
-        return Ok(None);
-    }
+        Err(why) => {
+            crate::tools::skip(&why);
+            return Ok(None);
+        }
+    };
+    let (etcd, ctl) = (tools.etcd(Version::V3_5), tools.etcdctl(Version::V3_5));
     let dir = tempfile::tempdir()?;
     let (client, peer) = (free_port()?, free_port()?);
     let curl = format!("http://127.0.0.1:{client}");
     let purl = format!("http://127.0.0.1:{peer}");
     let log = std::fs::File::create(dir.path().join("etcd.log"))?;
     let _server = Server(
-        Command::new("etcd")
+        Command::new(&etcd)
             .arg("--name=snapsrc")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={curl}"))
@@ -71,7 +68,10 @@ pub fn real_snapshot(keys: usize) -> io::Result<Option<Vec<u8>>> {
     );
     let start = Instant::now();
     loop {
-        if etcdctl(&curl, &["endpoint", "health"])?.status.success() {
+        if etcdctl(&ctl, &curl, &["endpoint", "health"])?
+            .status
+            .success()
+        {
             break;
         }
         if start.elapsed() > Duration::from_secs(20) {
@@ -81,6 +81,7 @@ pub fn real_snapshot(keys: usize) -> io::Result<Option<Vec<u8>>> {
     }
     for i in 0..keys {
         let out = etcdctl(
+            &ctl,
             &curl,
             &["put", &format!("/registry/test/{i}"), &format!("value-{i}")],
         )?;
@@ -91,7 +92,7 @@ pub fn real_snapshot(keys: usize) -> io::Result<Option<Vec<u8>>> {
         }
     }
     let snap = dir.path().join("snapshot.db");
-    let out = etcdctl(&curl, &["snapshot", "save", &snap.to_string_lossy()])?;
+    let out = etcdctl(&ctl, &curl, &["snapshot", "save", &snap.to_string_lossy()])?;
     if !out.status.success() {
         return Err(io::Error::other(
             String::from_utf8_lossy(&out.stderr).into_owned(),

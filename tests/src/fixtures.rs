@@ -189,6 +189,38 @@ fn cluster3_and_raw(tools: &Tools, dir: &Path) -> (Fixture, Fixture) {
     (cluster3, raw_db)
 }
 
+/// A 1-member 3.5 server with the same history as `cluster3` (under `/registry`): its
+/// `snapshot save` file, and its `member/snap/db` copied after a graceful stop (raw, no trailer).
+/// Quicker than [`build`] when one snapshot is enough (recovery tests).
+pub fn single(tools: &Tools, dir: &Path) -> (Fixture, Fixture) {
+    let mut c = EtcdCluster::start(tools, Version::V3_5, 1, &EtcdOpts::default());
+    write_history(&c.ctl(), "/registry");
+    let source = c.state(None);
+    let file = dir.join("single.snapshot");
+    c.ctl_member(0).snapshot_save(&file);
+    c.stop_member(0);
+    let raw = dir.join("single-member-snap.db");
+    std::fs::copy(c.members[0].data_dir.join("member/snap/db"), &raw).expect("copy raw db");
+    drop(c);
+    let snap = Fixture {
+        name: "single",
+        file,
+        skip_hash_check: false,
+        source: source.clone(),
+        auth: None,
+        from_v34: false,
+    };
+    let raw_db = Fixture {
+        name: "single_raw_db",
+        file: raw,
+        skip_hash_check: true,
+        source,
+        auth: None,
+        from_v34: false,
+    };
+    (snap, raw_db)
+}
+
 fn auth(tools: &Tools, dir: &Path) -> Fixture {
     let c = EtcdCluster::start(tools, Version::V3_5, 1, &EtcdOpts::default());
     let ctl = c.ctl();

@@ -19,6 +19,10 @@ use crate::zipw::{self, ZipEntry};
 pub struct Node {
     pub name: String,
     pub ip: String,
+    /// `https` (kubeadm's) or `http` (lets a test start etcd without certificates).
+    pub scheme: String,
+    pub peer_port: u16,
+    pub client_port: u16,
 }
 
 impl Default for Node {
@@ -26,6 +30,40 @@ impl Default for Node {
         Node {
             name: "master-0".into(),
             ip: "10.0.0.10".into(),
+            scheme: "https".into(),
+            peer_port: 2380,
+            client_port: 2379,
+        }
+    }
+}
+
+impl Node {
+    /// A node on loopback with plain http URLs and free ports, whose etcd can start from its
+    /// configuration without certificates.
+    pub fn loopback(name: &str, ip: &str) -> Node {
+        Node {
+            name: name.into(),
+            ip: ip.into(),
+            scheme: "http".into(),
+            peer_port: crate::util::free_port(),
+            client_port: crate::util::free_port(),
+        }
+    }
+    /// The member's peer URL.
+    pub fn peer_url(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.ip, self.peer_port)
+    }
+    /// The member's client URL.
+    pub fn client_url(&self) -> String {
+        format!("{}://{}:{}", self.scheme, self.ip, self.client_port)
+    }
+    /// The client URLs etcd listens on: loopback and the node's address (once if the same).
+    pub fn listen_client_urls(&self) -> String {
+        let lo = format!("{}://127.0.0.1:{}", self.scheme, self.client_port);
+        if self.ip == "127.0.0.1" {
+            lo
+        } else {
+            format!("{lo},{}", self.client_url())
         }
     }
 }
@@ -81,13 +119,16 @@ fn pem(kind: &str, what: &str) -> Vec<u8> {
 
 /// A kubeadm static pod manifest for etcd, in the shape kubeadm writes it.
 pub fn etcd_manifest(node: &Node) -> String {
-    let Node { name, ip } = node;
+    let name = &node.name;
+    let peer = node.peer_url();
+    let client = node.client_url();
+    let listen_client = node.listen_client_urls();
     format!(
         "apiVersion: v1
 kind: Pod
 metadata:
   annotations:
-    kubeadm.kubernetes.io/etcd.advertise-client-urls: https://{ip}:2379
+    kubeadm.kubernetes.io/etcd.advertise-client-urls: {client}
   labels:
     component: etcd
     tier: control-plane
@@ -97,17 +138,17 @@ spec:
   containers:
   - command:
     - etcd
-    - --advertise-client-urls=https://{ip}:2379
+    - --advertise-client-urls={client}
     - --cert-file=/etc/kubernetes/pki/etcd/server.crt
     - --client-cert-auth=true
     - --data-dir=/var/lib/etcd
-    - --initial-advertise-peer-urls=https://{ip}:2380
-    - --initial-cluster={name}=https://{ip}:2380,master-1=https://10.0.0.11:2380,master-2=https://10.0.0.12:2380
+    - --initial-advertise-peer-urls={peer}
+    - --initial-cluster={name}={peer},master-1=https://10.0.0.11:2380,master-2=https://10.0.0.12:2380
     - --initial-cluster-state=existing
     - --key-file=/etc/kubernetes/pki/etcd/server.key
-    - --listen-client-urls=https://127.0.0.1:2379,https://{ip}:2379
+    - --listen-client-urls={listen_client}
     - --listen-metrics-urls=http://127.0.0.1:2381
-    - --listen-peer-urls=https://{ip}:2380
+    - --listen-peer-urls={peer}
     - --name={name}
     - --peer-cert-file=/etc/kubernetes/pki/etcd/peer.crt
     - --peer-client-cert-auth=true
@@ -139,6 +180,7 @@ spec:
 /// A kube-apiserver static pod manifest (the flags recovery rewrites).
 pub fn apiserver_manifest(node: &Node) -> String {
     let ip = &node.ip;
+    let etcd = format!("{}://127.0.0.1:{}", node.scheme, node.client_port);
     format!(
         "apiVersion: v1
 kind: Pod
@@ -157,7 +199,7 @@ spec:
     - --etcd-cafile=/etc/kubernetes/pki/etcd/ca.crt
     - --etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt
     - --etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key
-    - --etcd-servers=https://127.0.0.1:2379
+    - --etcd-servers={etcd}
     - --secure-port=6443
     - --service-account-key-file=/etc/kubernetes/pki/sa.pub
     - --service-account-signing-key-file=/etc/kubernetes/pki/sa.key
@@ -407,7 +449,12 @@ pub fn cray(
     ])?;
     let p = root.join(rel_dir).join(format!("{name}.tar.gz"));
     write_file(&p, &tarw::gzip(&tar)?, 0o600)?;
-    let Node { name: n, ip } = node;
+    let (n, ip) = (&node.name, &node.ip);
+    let (peer, client, listen_client) = (
+        node.peer_url(),
+        node.client_url(),
+        node.listen_client_urls(),
+    );
     let cfg = format!(
         "apiVersion: kubeadm.k8s.io/v1beta3
 kind: ClusterConfiguration
@@ -418,13 +465,13 @@ etcd:
     peerCertSANs:
     - \"{ip}\"
     extraArgs:
-      initial-cluster: {n}=https://{ip}:2380,ncn-m002=https://10.252.1.8:2380,ncn-m003=https://10.252.1.9:2380
+      initial-cluster: {n}={peer},ncn-m002=https://10.252.1.8:2380,ncn-m003=https://10.252.1.9:2380
       initial-cluster-state: new
       name: {n}
-      listen-peer-urls: https://{ip}:2380
-      listen-client-urls: https://{ip}:2379,https://127.0.0.1:2379
-      advertise-client-urls: https://{ip}:2379
-      initial-advertise-peer-urls: https://{ip}:2380
+      listen-peer-urls: {peer}
+      listen-client-urls: {listen_client}
+      advertise-client-urls: {client}
+      initial-advertise-peer-urls: {peer}
 "
     );
     write_file(

@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod etcdsnap;
 pub mod fixtures;
 pub mod hostroot;
+pub mod recovery;
 pub mod restorer;
 pub mod tarw;
 pub mod tools;

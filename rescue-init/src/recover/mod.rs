@@ -38,7 +38,7 @@ pub enum RecoverError {
     NoBackup { root: PathBuf, candidates: String },
     #[error("--source {0}: {1}")]
     Source(String, String),
-    #[error("the etcd member settings are unknown")]
+    #[error("the etcd member settings are unknown (a host without etcd configuration, e.g. RKE, needs --name and --advertise-address)")]
     Settings(#[source] RewriteError),
     #[error("refusing an unsafe plan")]
     Plan(#[from] PlanError),
@@ -170,7 +170,14 @@ fn run(
     // 3. Apply, with rollback.
     match exec::apply(&plan, &BackupStager, &ts, progress) {
         Ok(steps) => report.steps.extend(steps),
-        Err(e) => return Err(RecoverError::Apply(e)),
+        Err(e) => {
+            // Rolled back: the staging directories hold only our own extraction of the
+            // backup. Kept when the rollback itself failed, for the operator.
+            if e.rollback_failures.is_empty() {
+                staging.remove();
+            }
+            return Err(RecoverError::Apply(e));
+        }
     }
     staging.remove();
     let member_id = report
@@ -568,13 +575,7 @@ fn stage_and_plan(
         .to_string();
     let data_dir = root.join(&data_dir_rel);
     let mut plan = Plan::default();
-    let aside = |p: &Path| -> PathBuf {
-        let name = p
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        p.with_file_name(format!("{name}.before-rescue-{ts}"))
-    };
+    let aside = |p: &Path| aside_path(p, ts);
     let mut snapshot_now = snapshot.clone();
     if data_dir.exists() {
         let to = aside(&data_dir);
@@ -607,15 +608,11 @@ fn stage_and_plan(
             if !kube.exists() {
                 fs::create_dir_all(&kube).map_err(io_err("creating", &kube))?;
             }
-            let mut entries: Vec<PathBuf> = fs::read_dir(dir)
-                .map_err(io_err("reading", dir))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .collect();
-            entries.sort();
-            for e in entries {
-                let Some(n) = e.file_name() else { continue };
-                let dest = kube.join(n);
+            // Merge into the host's tree: a staged directory the host also has is entered,
+            // so only the entries the backup brings are moved aside and replaced (replacing
+            // the whole `manifests/` would drop the host's other manifests, and the etcd
+            // manifest the plan rewrites).
+            for (e, dest) in merge_pairs(dir, &kube)? {
                 if dest.exists() {
                     let to = aside(&dest);
                     plan.steps.push(Step::MoveAside {
@@ -664,6 +661,46 @@ fn stage_and_plan(
     Ok(plan)
 }
 
+/// Where `p` is moved aside: a `.before-rescue-<ts>` sibling. Inside a static pod manifest
+/// directory the sibling is hidden (kubelet runs every file there but hidden ones, and must
+/// not run the old pod beside the new one).
+fn aside_path(p: &Path, ts: &str) -> PathBuf {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let in_manifests = p
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "manifests");
+    let dot = if in_manifests { "." } else { "" };
+    p.with_file_name(format!("{dot}{name}.before-rescue-{ts}"))
+}
+
+/// The (staged entry, host destination) pairs that merge the staged tree `from` into `to`:
+/// directories present on both sides are entered, everything else is one pair. Sorted.
+fn merge_pairs(from: &Path, to: &Path) -> Result<Vec<(PathBuf, PathBuf)>, RecoverError> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(from)
+        .map_err(io_err("reading", from))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    let mut out = Vec::new();
+    for e in entries {
+        let Some(n) = e.file_name() else { continue };
+        let dest = to.join(n);
+        let both_dirs = fs::symlink_metadata(&e).is_ok_and(|m| m.is_dir())
+            && fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir());
+        if both_dirs {
+            out.extend(merge_pairs(&e, &dest)?);
+        } else {
+            out.push((e, dest));
+        }
+    }
+    Ok(out)
+}
+
 /// Without any etcd configuration (e.g. RKE, where the etcd container's flags live in the
 /// cluster state), a name and an address given by the operator are enough.
 fn fallback_target(cfg: &Config) -> Option<Target> {
@@ -706,4 +743,55 @@ fn check_free_space(data_dir: &Path, snapshot_size: u64) -> Result<(), RecoverEr
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_paths_are_siblings_hidden_in_manifest_dirs() {
+        let ts = "20240102T030405Z";
+        assert_eq!(
+            aside_path(Path::new("/r/var/lib/etcd"), ts),
+            Path::new("/r/var/lib/etcd.before-rescue-20240102T030405Z")
+        );
+        assert_eq!(
+            aside_path(Path::new("/r/etc/kubernetes/manifests/etcd-pod.yaml"), ts),
+            Path::new("/r/etc/kubernetes/manifests/.etcd-pod.yaml.before-rescue-20240102T030405Z")
+        );
+        assert_eq!(
+            aside_path(Path::new("/r/etc/kubernetes/manifests"), ts),
+            Path::new("/r/etc/kubernetes/manifests.before-rescue-20240102T030405Z")
+        );
+    }
+
+    #[test]
+    fn merge_pairs_enter_directories_both_sides_have() {
+        let staged = tempfile::tempdir().unwrap();
+        let host = tempfile::tempdir().unwrap();
+        let s = staged.path();
+        let h = host.path();
+        fs::create_dir_all(s.join("manifests")).unwrap();
+        fs::write(s.join("manifests/etcd-pod.yaml"), "new").unwrap();
+        fs::create_dir_all(s.join("static-pod-resources/etcd-pod-3")).unwrap();
+        fs::write(s.join("static-pod-resources/etcd-pod-3/x"), "x").unwrap();
+        fs::create_dir_all(h.join("manifests")).unwrap();
+        fs::write(h.join("manifests/kube-apiserver.yaml"), "keep").unwrap();
+        let got = merge_pairs(s, h).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    s.join("manifests/etcd-pod.yaml"),
+                    h.join("manifests/etcd-pod.yaml")
+                ),
+                (
+                    s.join("static-pod-resources"),
+                    h.join("static-pod-resources")
+                ),
+            ]
+        );
+    }
 }

@@ -109,7 +109,7 @@ impl Report {
             if let Some(r) = &st.restore {
                 let _ = writeln!(
                     s,
-                    "  etcd: member {} cluster {}; revision {} -> {}; {} keys; data dir {}",
+                    "  etcd: member {} cluster {}; revision {} -> {}; {} key revisions (live keys and their history); data dir {}",
                     r.member_id,
                     r.cluster_id,
                     r.before.revision,
