@@ -269,9 +269,8 @@ fn choose_backup(
             // host disk (outside the root for a dry run), then detected like a local backup.
             let dir = fetch_dir(root, &ts_of(report), cfg.dry_run);
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-            let fetched = fetch_source(u.expose(), cfg, &dir, progress).map_err(|e| {
+            let fetched = fetch_source(u.expose(), cfg, &dir, progress).inspect_err(|_| {
                 let _ = fs::remove_dir_all(&dir);
-                e
             })?;
             report.source = Some(u.redacted());
             scan.extra_dirs.push(dir.clone());
