@@ -426,3 +426,80 @@ fn systemd_unit_with_env_file() {
 fn systemd_unit_with_flags_on_execstart() {
     systemd_case(false);
 }
+
+/// A snapshot served over plain HTTP by a real server on loopback, pinned with `--sha256`:
+/// fetched into a directory of rescue-init's own, detected like a local backup, restored, and
+/// the fetched copy removed afterwards.
+#[test]
+fn snapshot_fetched_over_http_with_a_pin() {
+    use sha2::{Digest, Sha256};
+    use std::process::{Command, Stdio};
+    let Some((tools, src)) = setup() else { return };
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let root = kubeadm_host(&node);
+    let www = tempfile::tempdir().expect("www");
+    std::fs::write(www.path().join("etcd-20240102-030405.db"), &src.snapshot).expect("serve");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(www.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "http server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sha: String = Sha256::digest(&src.snapshot)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let url = format!("http://127.0.0.1:{port}/etcd-20240102-030405.db");
+    let stdout = recover_and_check(
+        &tools,
+        src,
+        &root,
+        MANIFEST,
+        &node,
+        &["--source", &url, "--sha256", &sha],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(stdout.contains("RESCUE RESULT: OK"), "{stdout}");
+    let leftovers: Vec<_> = std::fs::read_dir(root.join("var/lib"))
+        .expect("var/lib")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".rescue-init"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "fetched copy left behind: {leftovers:?}"
+    );
+    // A wrong pin: refused, host unchanged.
+    let root2 = kubeadm_host(&node);
+    let before = recovery::picture(root2.path());
+    let mut bad = sha.clone().into_bytes();
+    bad[0] = if bad[0] == b'0' { b'1' } else { b'0' };
+    let bad = String::from_utf8(bad).expect("hex");
+    let out = recovery::recover(root2.path(), &["--source", &url, "--sha256", &bad]);
+    assert!(!out.status.success());
+    assert_eq!(
+        recovery::picture(root2.path()),
+        before,
+        "host unchanged after a wrong pin"
+    );
+}
