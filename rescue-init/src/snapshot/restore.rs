@@ -137,90 +137,117 @@ pub fn restore(
         .mode(0o600)
         .open(&db_path)
         .map_err(SnapshotError::io("creating", &db_path))?;
-    // 3. Copy the pages while the sha256 and the structure are checked on the other core;
-    //    nothing leaves the temporary directory unless all three succeed.
-    let (hash, survey) = copy_and_verify(
-        &snap,
-        &out,
-        db.size(),
-        &db_path,
-        opts.skip_hash_check,
-        progress,
-    )?;
-    for bucket in [BUCKET_META, BUCKET_KEY] {
-        if !survey.has_bucket(bucket) {
-            return Err(SnapshotError::NotEtcd {
-                path: opts.snapshot.clone(),
-                bucket: if bucket == BUCKET_META { "meta" } else { "key" },
-            });
-        }
-    }
-    if opts.bump_revision > 0 && survey.malformed_revision_keys > 0 {
-        return Err(SnapshotError::Flags(format!(
-            "cannot bump the revision: {} keys of bucket \"key\" are not revisions",
-            survey.malformed_revision_keys
-        )));
-    }
-    let before = build_status(&db, &survey, hash);
-
-    // 4. One copy-on-write commit; then the data pages are synced while the result is walked
-    //    again (a check of our own writer), and the meta page goes last.
-    let (new_meta, bumped_to) =
-        commit(&db, &out, &survey, &cluster, opts).map_err(|source| SnapshotError::Write {
-            path: db_path.clone(),
-            source,
-        })?;
-    let after = std::thread::scope(|s| {
-        let checker = s.spawn(|| -> Result<Status, SnapshotError> {
-            let len = new_meta.pgid * ps;
-            let reread =
-                Db::open_with_meta(ReadAhead::new(&out, len), len, new_meta).map_err(|source| {
+    // 3. Copy the pages while the structure is walked and the sha256 computed on other
+    //    threads. The commit needs the walk; only the final rename needs the hash, so the
+    //    hash runs on while the rest is written and synced. Nothing leaves the temporary
+    //    directory unless everything succeeds.
+    let (before, after, bumped_to) = std::thread::scope(|s| {
+        let hasher =
+            s.spawn(|| snap.check_hash(opts.skip_hash_check, false, &mut Progress::hidden()));
+        let hash_result =
+            |h: std::thread::ScopedJoinHandle<'_, Result<HashCheck, SnapshotError>>| {
+                h.join().unwrap_or_else(|_| {
+                    Err(SnapshotError::io("hashing", &opts.snapshot)(
+                        std::io::Error::other("hash thread failed"),
+                    ))
+                })
+            };
+        let walked = copy_and_walk(&snap, &out, db.size(), &db_path, progress);
+        let survey = match walked {
+            Ok(s) => s,
+            // A damaged file usually fails both checks; the hash names it best.
+            Err(e) => return Err(hash_result(hasher).err().unwrap_or(e)),
+        };
+        let rest = (|| {
+            for bucket in [BUCKET_META, BUCKET_KEY] {
+                if !survey.has_bucket(bucket) {
+                    return Err(SnapshotError::NotEtcd {
+                        path: opts.snapshot.clone(),
+                        bucket: if bucket == BUCKET_META { "meta" } else { "key" },
+                    });
+                }
+            }
+            if opts.bump_revision > 0 && survey.malformed_revision_keys > 0 {
+                return Err(SnapshotError::Flags(format!(
+                    "cannot bump the revision: {} keys of bucket \"key\" are not revisions",
+                    survey.malformed_revision_keys
+                )));
+            }
+            // 4. One copy-on-write commit; then the data pages are synced while the result is
+            //    walked again (a check of our own writer), and the meta page goes last.
+            let (new_meta, bumped_to) =
+                commit(&db, &out, &survey, &cluster, opts).map_err(|source| {
                     SnapshotError::Write {
                         path: db_path.clone(),
                         source,
                     }
                 })?;
-            let s = Survey::run(&reread, &mut Progress::hidden()).map_err(|source| {
-                SnapshotError::Write {
-                    path: db_path.clone(),
-                    source,
-                }
-            })?;
-            Ok(build_status(&reread, &s, HashCheck::Absent))
-        });
-        let synced = out
-            .sync_data()
-            .map_err(SnapshotError::io("syncing", &db_path))
-            .and_then(|_| {
-                Commit::<ReadAhead<&File>, File>::write_meta(&out, &new_meta).map_err(|source| {
+            let (out_ref, path_ref) = (&out, &db_path);
+            let checker = s.spawn(move || -> Result<Status, SnapshotError> {
+                let (out, db_path) = (out_ref, path_ref);
+                let len = new_meta.pgid * ps;
+                let reread = Db::open_with_meta(ReadAhead::new(&out, len), len, new_meta).map_err(
+                    |source| SnapshotError::Write {
+                        path: db_path.clone(),
+                        source,
+                    },
+                )?;
+                let st = Survey::run(&reread, &mut Progress::hidden()).map_err(|source| {
                     SnapshotError::Write {
                         path: db_path.clone(),
                         source,
                     }
-                })
-            })
-            .and_then(|_| {
-                out.sync_all()
-                    .map_err(SnapshotError::io("syncing", &db_path))
+                })?;
+                Ok(build_status(&reread, &st, HashCheck::Absent))
             });
-        let checked = checker.join().unwrap_or_else(|_| {
-            Err(SnapshotError::io("checking", &db_path)(
-                std::io::Error::other("checker thread failed"),
-            ))
-        });
-        synced.and(checked)
+            let synced = out
+                .sync_data()
+                .map_err(SnapshotError::io("syncing", &db_path))
+                .and_then(|_| {
+                    Commit::<ReadAhead<&File>, File>::write_meta(&out, &new_meta).map_err(
+                        |source| SnapshotError::Write {
+                            path: db_path.clone(),
+                            source,
+                        },
+                    )
+                })
+                .and_then(|_| {
+                    out.sync_all()
+                        .map_err(SnapshotError::io("syncing", &db_path))
+                });
+            let after = checker.join().unwrap_or_else(|_| {
+                Err(SnapshotError::io("checking", &db_path)(
+                    std::io::Error::other("checker thread failed"),
+                ))
+            });
+            synced?;
+            let after = after?;
+            // The WAL, preallocated as etcd does, and the .snap file.
+            let wal_path = wal_dir.join(wal::FIRST_SEGMENT);
+            write_file(&wal_path, &wal_bytes, 0o600, Some(wal::SEGMENT_SIZE))?;
+            let snap_path = snap_dir.join(snapfile::file_name(cluster.members.len() as u64));
+            write_file(&snap_path, &snapfile::encode(&cluster), 0o666, None)?;
+            // 5. Make the directory tree durable.
+            for d in [&snap_dir, &wal_dir, &member, &tmp] {
+                sync_dir(d)?;
+            }
+            Ok((after, bumped_to))
+        })();
+        let hash = hash_result(hasher);
+        let (after, bumped_to) = match (hash.as_ref(), rest) {
+            (Err(_), _) => {
+                return Err(hash
+                    .err()
+                    .unwrap_or_else(|| unreachable_error(&opts.snapshot)))
+            }
+            (Ok(_), Err(e)) => return Err(e),
+            (Ok(_), Ok(r)) => r,
+        };
+        let hash = hash?;
+        Ok((build_status(&db, &survey, hash), after, bumped_to))
     })?;
 
-    // The WAL, preallocated as etcd does, and the .snap file.
-    let wal_path = wal_dir.join(wal::FIRST_SEGMENT);
-    write_file(&wal_path, &wal_bytes, 0o600, Some(wal::SEGMENT_SIZE))?;
-    let snap_path = snap_dir.join(snapfile::file_name(cluster.members.len() as u64));
-    write_file(&snap_path, &snapfile::encode(&cluster), 0o666, None)?;
-
-    // 5. Make the directory tree durable, then visible.
-    for d in [&snap_dir, &wal_dir, &member, &tmp] {
-        sync_dir(d)?;
-    }
+    // 6. Visible.
     if opts.data_dir.exists() {
         // An empty directory: rename(2) replaces it atomically.
         check_target(&opts.data_dir)?;
@@ -357,19 +384,16 @@ fn bucket_value_bytes(root: &BucketRoot) -> Vec<u8> {
     }
 }
 
-/// Copies the first `len` bytes of the snapshot into `dst` (in the kernel where it can), while
-/// two other threads check the sha256 trailer and walk the bbolt structure. The hash error wins
-/// over a structure error, which wins over a copy error.
-fn copy_and_verify(
+/// Copies the first `len` bytes of the snapshot into `dst` (in the kernel where it can) while
+/// another thread walks the bbolt structure; the walk's error wins over a copy error.
+fn copy_and_walk(
     snap: &SnapshotFile,
     dst: &File,
     len: u64,
     dst_path: &Path,
-    skip_hash: bool,
     progress: &mut Progress,
-) -> Result<(HashCheck, Survey), SnapshotError> {
+) -> Result<Survey, SnapshotError> {
     std::thread::scope(|s| {
-        let hasher = s.spawn(|| snap.check_hash(skip_hash, false, &mut Progress::hidden()));
         let walker = s.spawn(|| {
             let db = snap.db()?;
             Survey::run(&db, &mut Progress::hidden()).map_err(|source| SnapshotError::Corrupt {
@@ -378,18 +402,19 @@ fn copy_and_verify(
             })
         });
         let copied = copy_pages(&snap.file, dst, len, dst_path, progress);
-        let failed = |what: &str| {
-            SnapshotError::io("checking", &snap.path)(std::io::Error::other(format!(
-                "{what} thread failed"
-            )))
-        };
-        let hash = hasher.join().unwrap_or_else(|_| Err(failed("hash")))?;
-        let survey = walker
-            .join()
-            .unwrap_or_else(|_| Err(failed("structure check")))?;
+        let survey = walker.join().unwrap_or_else(|_| {
+            Err(SnapshotError::io("checking", &snap.path)(
+                std::io::Error::other("structure check thread failed"),
+            ))
+        })?;
         copied?;
-        Ok((hash, survey))
+        Ok(survey)
     })
+}
+
+/// An error for a state the code above rules out, rather than a panic in PID 1.
+fn unreachable_error(path: &Path) -> SnapshotError {
+    SnapshotError::io("checking", path)(std::io::Error::other("internal error: hash state lost"))
 }
 
 /// Copies the first `len` bytes of `src` into `dst`, in the kernel where it can.
