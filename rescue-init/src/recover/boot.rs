@@ -1,12 +1,17 @@
-//! The recovery as PID 1's worker runs it: configuration from the kernel command line, the
-//! host root where the worker mounted it, the result on the console and in the boot report.
+//! The recovery as PID 1's worker runs it: configuration from the kernel command line (and a
+//! per-machine plan fetched by URL), the network when something must be fetched, the host root
+//! where the worker mounted it, the result on the console, in the boot report and, when asked,
+//! POSTed to a callback.
 use std::path::Path;
+use std::time::Duration;
 
-use crate::config::Config;
+use crate::config::{self, Config, Location, Settings};
+use crate::net;
 use crate::pid1::HookError;
 use crate::progress::Progress;
+use crate::source::{self, fleet};
 
-use super::{recover, RecoverOptions};
+use super::{recover, source_options, RecoverOptions};
 
 /// Error of a recovery run from the image, carrying its report for the boot report.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +28,85 @@ pub fn boot_hook(root: &Path) -> Result<serde_json::Value, HookError> {
     run_from_cmdline(&cmdline, root)
 }
 
-/// [`boot_hook`] for a given command line (testable without a VM).
+/// How long TLS may wait for the kernel's random pool before the recovery gives up, saying so.
+const ENTROPY_WAIT: Duration = Duration::from_secs(60);
+
+/// Brings the network up when the command line asks for it or something must be fetched, and
+/// returns what a plan URL may use (`${mac}`, `${hostname}`, `${uuid}`).
+fn network(cmdline: &str, cfg: &Config) -> Result<fleet::MachineVars, HookError> {
+    let is_url = |l: &Option<Location>| matches!(l, Some(Location::Url(_)));
+    let net_cfg = net::NetConfig::from_cmdline(cmdline)?;
+    let mut vars = fleet::MachineVars {
+        uuid: std::fs::read_to_string("/sys/class/dmi/id/product_uuid")
+            .ok()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty()),
+        ..Default::default()
+    };
+    if !(net_cfg.wanted() || is_url(&cfg.source) || is_url(&cfg.plan) || cfg.callback.is_some()) {
+        return Ok(vars);
+    }
+    log::info!("recover: bringing up the network");
+    let state = net::bring_up(&net_cfg, &net::LinuxNet)?;
+    // glibc's built-in resolver reads these (the static binary has no NSS modules).
+    for (path, text) in [
+        ("/etc/resolv.conf", state.resolv_conf()),
+        ("/etc/hosts", state.hosts()),
+    ] {
+        if let Err(e) = std::fs::write(path, text) {
+            log::warn!("recover: cannot write {path}: {e}");
+        }
+    }
+    for c in &state.interfaces {
+        log::info!(
+            "recover: {} {}/{} gateway {}",
+            c.ifname,
+            c.address
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
+            c.prefix,
+            c.gateway
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into())
+        );
+    }
+    vars.mac = state
+        .interfaces
+        .iter()
+        .find(|c| c.default_route)
+        .or(state.interfaces.first())
+        .and_then(|c| c.mac)
+        .map(|m| m.to_string());
+    vars.hostname = state.hostname.clone();
+    net::entropy::wait_for_crng(ENTROPY_WAIT)?;
+    Ok(vars)
+}
+
+/// [`boot_hook`] for a given command line.
 pub fn run_from_cmdline(cmdline: &str, root: &Path) -> Result<serde_json::Value, HookError> {
-    let mut cfg = Config::from_cmdline(cmdline)?;
+    let line = Settings::from_cmdline(cmdline)?;
+    let mut cfg = Config::from_cmdline_and_plan(line.clone(), None)?;
+    let vars = network(cmdline, &cfg)?;
+    match cfg.plan.clone() {
+        Some(Location::Url(u)) => {
+            let url = fleet::expand(u.expose(), &vars)?;
+            let shown = source::redact(&url);
+            log::info!("recover: fetching the plan {shown}");
+            let doc = fleet::fetch_document(&url, &source_options(&cfg)?)?;
+            let text =
+                String::from_utf8(doc).map_err(|_| format!("plan {shown} is not utf-8 text"))?;
+            let plan = Settings::from_plan_yaml(&text, &shown)?;
+            cfg = Config::from_cmdline_and_plan(line, Some((shown, plan)))?;
+        }
+        Some(Location::Path(p)) => {
+            // A plan on the host disk or the boot media: paths are the host's.
+            let on_host = root.join(p.strip_prefix("/").unwrap_or(&p));
+            let path = if on_host.exists() { on_host } else { p.clone() };
+            let plan = config::load_plan_file(&path)?;
+            cfg = Config::from_cmdline_and_plan(line, Some((path.display().to_string(), plan)))?;
+        }
+        None => {}
+    }
     cfg.root = Some(root.to_path_buf());
     let (report, result) = recover(&cfg, &RecoverOptions::default(), &mut Progress::lines());
     // The console gets the summary; PID 1 prints the RESCUE RESULT line itself.
@@ -36,6 +117,17 @@ pub fn run_from_cmdline(cmdline: &str, root: &Path) -> Result<serde_json::Value,
         log::info!("recover: plan: {step}");
     }
     let value = serde_json::to_value(&report).unwrap_or_default();
+    if let Some(cb) = &cfg.callback {
+        let json = value.to_string();
+        match source_options(&cfg)
+            .map_err(|e| e.to_string())
+            .and_then(|o| {
+                fleet::post_report(cb.expose(), &json, &o).map_err(|e| crate::cli::chain(&e))
+            }) {
+            Ok(status) => log::info!("recover: report sent to {} (HTTP {status})", cb.redacted()),
+            Err(e) => log::warn!("recover: report not sent to {}: {e}", cb.redacted()),
+        }
+    }
     match result {
         Ok(()) => Ok(value),
         Err(e) => Err(Box::new(BootRecoverError {

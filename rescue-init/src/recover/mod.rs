@@ -326,7 +326,7 @@ fn fetch_dir(root: &Path, ts: &str, dry_run: bool) -> PathBuf {
 }
 
 /// Source options from the configuration (secrets exposed only here, to the fetcher).
-fn source_options(cfg: &Config) -> Result<source::SourceOptions, RecoverError> {
+pub(crate) fn source_options(cfg: &Config) -> Result<source::SourceOptions, RecoverError> {
     let bad =
         |e: source::SourceError| RecoverError::Source("--sha256".into(), crate::cli::chain(&e));
     let mut o = source::SourceOptions::default();
