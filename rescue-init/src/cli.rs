@@ -174,14 +174,7 @@ pub fn main() -> ExitCode {
 
 /// `top: cause: cause`, on one line.
 pub fn chain(e: &dyn Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    crate::errors::chain(e)
 }
 
 fn run(cli: Cli) -> Result<(), Box<dyn Error>> {

@@ -9,6 +9,7 @@ pub mod blockdev;
 pub mod cli;
 pub mod config;
 pub mod discover;
+pub mod errors;
 pub mod exec;
 pub mod formats;
 pub mod kmod;

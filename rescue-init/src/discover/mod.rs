@@ -1008,12 +1008,5 @@ pub fn check_snapshot(
 
 /// `error: cause: cause` on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    crate::errors::chain(e)
 }

@@ -570,14 +570,7 @@ pub fn run_worker(
 
 /// `error: cause: cause` for any error, walking `source()`.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    crate::errors::chain(e)
 }
 
 #[cfg(test)]

@@ -82,8 +82,7 @@ impl SnapshotError {
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| {
-            if source.raw_os_error() == Some(28) {
-                // ENOSPC: say so plainly, whatever the operation was.
+            if crate::errors::is_disk_full(&source) {
                 return SnapshotError::DiskFull { path };
             }
             SnapshotError::Io { op, path, source }

@@ -162,7 +162,7 @@ impl SourceError {
     ) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
         move |source| {
-            if source.raw_os_error() == Some(28) {
+            if crate::errors::is_disk_full(&source) {
                 return SourceError::DiskFull { path };
             }
             SourceError::Staging { op, path, source }
