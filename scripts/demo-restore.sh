@@ -9,39 +9,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-scripts/install-deps.sh
-TOOLS=${RESCUE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rescue-init/tools}
-ETCD=$TOOLS/etcd-3.5/etcd
-ETCDCTL=$TOOLS/etcd-3.5/etcdctl
-
-if [ -n "${RESCUE_INIT_BIN:-}" ]; then
-    BIN=$RESCUE_INIT_BIN
-else
-    echo "==> building rescue-init (release)"
-    cargo build --release --locked -p rescue-init
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/rescue-init
-fi
-[ -x "$BIN" ] || { echo "error: no rescue-init binary at $BIN" >&2; exit 1; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rescue-demo.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "work dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+ROOT_DIR=$ROOT
+# shellcheck source=scripts/demo-lib.sh
+source scripts/demo-lib.sh
 
 # start_etcd NAME DATA_DIR PEER_PORT CLIENT_PORT [extra flags...]: starts etcd in the
 # background (log in the work dir) and waits until it is healthy.

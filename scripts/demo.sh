@@ -17,39 +17,8 @@ set -euo pipefail
 ROOT_DIR=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT_DIR"
 
-scripts/install-deps.sh
-TOOLS=${RESCUE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rescue-init/tools}
-ETCD=$TOOLS/etcd-3.5/etcd
-ETCDCTL=$TOOLS/etcd-3.5/etcdctl
-
-if [ -n "${RESCUE_INIT_BIN:-}" ]; then
-    BIN=$RESCUE_INIT_BIN
-else
-    echo "==> building rescue-init (release)"
-    cargo build --release --locked -p rescue-init
-    BIN=${CARGO_TARGET_DIR:-$ROOT_DIR/target}/release/rescue-init
-fi
-[ -x "$BIN" ] || { echo "error: no rescue-init binary at $BIN" >&2; exit 1; }
-
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/rescue-demo.XXXXXX")
-PIDS=()
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    if [ "${KEEP:-0}" = 1 ]; then
-        echo "work dir kept: $WORK"
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/demo-lib.sh
+source scripts/demo-lib.sh
 
 # wait_healthy URL NAME: waits until the etcd started last answers on URL.
 wait_healthy() {
