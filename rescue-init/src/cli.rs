@@ -244,6 +244,8 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             opts.skip_hash_check = a.skip_hash_check;
             opts.bump_revision = a.bump_revision;
             opts.mark_compacted = a.mark_compacted;
+            // A fetched copy is ours: restored in place rather than copied once more.
+            opts.consume = fetched.temporary;
             let r = snapshot::restore(&opts, &mut progress)?;
             writeln!(
                 out,

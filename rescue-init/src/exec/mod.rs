@@ -194,6 +194,7 @@ fn run_step(
                 skip_hash_check: r.skip_hash_check,
                 bump_revision: r.bump_revision,
                 mark_compacted: r.bump_revision > 0,
+                consume: false,
             };
             let existed = r.data_dir.exists();
             let report = snapshot::restore(&opts, progress)?;

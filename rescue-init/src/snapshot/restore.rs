@@ -9,7 +9,7 @@
 //! WAL → `.snap` → fsync → rename.
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,6 +38,10 @@ pub struct RestoreOptions {
     pub skip_hash_check: bool,
     pub bump_revision: u64,
     pub mark_compacted: bool,
+    /// The snapshot is a temporary copy the caller does not need afterwards (a fetched
+    /// file): it is moved into the data dir and completed in place instead of copied, when it
+    /// is on the same filesystem. It is gone after the restore, whether it succeeds or not.
+    pub consume: bool,
 }
 
 impl RestoreOptions {
@@ -54,6 +58,7 @@ impl RestoreOptions {
             skip_hash_check: false,
             bump_revision: 0,
             mark_compacted: false,
+            consume: false,
         }
     }
 }
@@ -130,13 +135,29 @@ pub fn restore(
             .map_err(SnapshotError::io("creating", d))?;
     }
     let db_path = snap_dir.join("db");
-    let out = OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&db_path)
-        .map_err(SnapshotError::io("creating", &db_path))?;
+    // A consumed input becomes the db itself: its pages are already where they belong, the
+    // commit appends after them (over the trailer, which was read at open), and the hash is
+    // read from the same inode before the rename into place.
+    let consumed =
+        opts.consume && snap.db_len == db.size() && fs::rename(&opts.snapshot, &db_path).is_ok();
+    let out = if consumed {
+        let f = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .open(&db_path)
+            .map_err(SnapshotError::io("opening", &db_path))?;
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(SnapshotError::io("setting the mode of", &db_path))?;
+        f
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db_path)
+            .map_err(SnapshotError::io("creating", &db_path))?
+    };
     // 3. Copy the pages while the structure is walked and the sha256 computed on other
     //    threads. The commit needs the walk; only the final rename needs the hash, so the
     //    hash runs on while the rest is written and synced. Nothing leaves the temporary
@@ -152,7 +173,8 @@ pub fn restore(
                     ))
                 })
             };
-        let walked = copy_and_walk(&snap, &out, db.size(), &db_path, progress);
+        let copy_len = if consumed { 0 } else { db.size() };
+        let walked = copy_and_walk(&snap, &out, copy_len, &db_path, progress);
         let survey = match walked {
             Ok(s) => s,
             // A damaged file usually fails both checks; the hash names it best.
@@ -662,6 +684,46 @@ mod tests {
         let wal =
             fs::metadata(o.data_dir.join("member/wal").join(wal::FIRST_SEGMENT)).expect("wal");
         assert_eq!(wal.len(), wal::SEGMENT_SIZE);
+    }
+
+    #[test]
+    fn consumed_input_gives_the_same_result_as_a_copy() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let bytes = synthetic(2000);
+        let copy_src = t.path().join("copy.db");
+        fs::write(&copy_src, &bytes).expect("write");
+        let mut o = opts(t.path(), &copy_src);
+        o.bump_revision = 10;
+        o.mark_compacted = true;
+        let copied = restore(&o, &mut Progress::hidden()).expect("copy restore");
+        let consume_src = t.path().join("fetched.db");
+        fs::write(&consume_src, &bytes).expect("write");
+        let mut c = o.clone();
+        c.snapshot = consume_src.clone();
+        c.data_dir = t.path().join("data2");
+        c.consume = true;
+        let consumed = restore(&c, &mut Progress::hidden()).expect("consume restore");
+        assert!(!consume_src.exists(), "the consumed input became the db");
+        assert!(copy_src.exists(), "a copied input stays");
+        assert_eq!(copied.after.hash, consumed.after.hash);
+        assert_eq!(copied.after.revision, consumed.after.revision);
+        assert_eq!(copied.after.total_key, consumed.after.total_key);
+        let mode = fs::metadata(c.data_dir.join("member/snap/db"))
+            .expect("db")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        // A consumed input that fails its hash: refused, nothing left beside the target.
+        let mut bad = bytes.clone();
+        bad[3 * 4096 + 7] ^= 1;
+        let bad_src = t.path().join("bad.db");
+        fs::write(&bad_src, &bad).expect("write");
+        let mut b = c.clone();
+        b.snapshot = bad_src;
+        b.data_dir = t.path().join("data3");
+        let err = restore(&b, &mut Progress::hidden()).expect_err("bad hash");
+        assert!(matches!(err, SnapshotError::HashMismatch { .. }), "{err}");
+        assert_eq!(entries(t.path()), ["copy.db", "data", "data2"]);
     }
 
     #[test]
