@@ -15,6 +15,8 @@
 )]
 
 use std::path::{Path, PathBuf};
+
+use rescue_tests::hostroot::{etcd_manifest, Node};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -129,8 +131,38 @@ fn mkfs(dir: &Path, name: &str, label: &str, seed: &Path) -> PathBuf {
         .args(["-q", "-F", "-L", label, "-E", "root_owner=0:0", "-d"])
         .arg(seed)
         .arg(&img)
-        .arg("64M"));
+        // Room for the recovered data dir (its WAL file is preallocated to 64 MiB).
+        .arg("256M"));
     img
+}
+
+/// A small real `etcdctl snapshot save` file from etcd 3.5.1, made once: the backup the
+/// recovery restores.
+fn backup() -> &'static [u8] {
+    static SNAP: OnceLock<Vec<u8>> = OnceLock::new();
+    SNAP.get_or_init(|| {
+        let tools =
+            rescue_tests::Tools::find().unwrap_or_else(|e| panic!("the VM tests need etcd: {e}"));
+        let c = rescue_tests::EtcdCluster::start(
+            &tools,
+            rescue_tests::Version::V3_5,
+            1,
+            &rescue_tests::EtcdOpts::default(),
+        );
+        let ctl = c.ctl();
+        for i in 0..10 {
+            ctl.put(&format!("/registry/test/{i}"), "v");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("snap.db");
+        ctl.snapshot_save(&p);
+        std::fs::read(&p).expect("snapshot")
+    })
+}
+
+fn write_backup(p: &Path) {
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, backup()).expect("write");
 }
 
 fn write(p: &Path, text: &str) {
@@ -138,12 +170,13 @@ fn write(p: &Path, text: &str) {
     std::fs::write(p, text).expect("write");
 }
 
-/// The usual host root: kubeadm-style /etc/kubernetes and a stale /var/lib/etcd.
+/// The usual host root: kubeadm-style /etc/kubernetes, a stale /var/lib/etcd and a backup.
 fn host_disk(dir: &Path) -> PathBuf {
     let seed = dir.join("seed-host");
+    write_backup(&seed.join("var/backups/etcd-snapshot.db"));
     write(
         &seed.join("etc/kubernetes/manifests/etcd.yaml"),
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n",
+        &etcd_manifest(&Node::default()),
     );
     write(
         &seed.join("etc/kubernetes/admin.conf"),
@@ -288,9 +321,16 @@ fn assert_ok(b: &Boot, img: &Path, expect_code: i32) -> serde_json::Value {
     );
     assert!(r["timings"].as_array().is_some_and(|t| t.len() >= 5));
     fsck_clean(img);
-    // The host data is untouched by the boot side.
+    // The recovery ran: the old data moved aside unchanged (vm_recover.rs checks the rest).
+    assert!(r["recover"].is_object(), "{r}");
+    let aside = debugfs(img, "ls -p /var/lib")
+        .lines()
+        .filter_map(|l| l.split('/').nth(5))
+        .find(|n| n.starts_with("etcd.before-rescue-"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("old data dir moved aside\n{}", b.serial));
     assert_eq!(
-        debugfs(img, "cat /var/lib/etcd/member/snap/db"),
+        debugfs(img, &format!("cat /var/lib/{aside}/member/snap/db")),
         "stale etcd data\n"
     );
     r
@@ -336,7 +376,7 @@ fn pvh_separate_var_from_host_fstab() {
     let root_seed = t.path().join("seed-root");
     write(
         &root_seed.join("etc/kubernetes/manifests/etcd.yaml"),
-        "kind: Pod\n",
+        &etcd_manifest(&Node::default()),
     );
     write(
         &root_seed.join("etc/fstab"),
@@ -344,6 +384,7 @@ fn pvh_separate_var_from_host_fstab() {
     );
     std::fs::create_dir_all(root_seed.join("var")).expect("mkdir");
     let var_seed = t.path().join("seed-var");
+    write_backup(&var_seed.join("backups/etcd-snapshot.db"));
     write(
         &var_seed.join("lib/etcd/member/snap/db"),
         "stale etcd data\n",
