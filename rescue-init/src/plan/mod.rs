@@ -53,6 +53,8 @@ pub struct RestoreEtcd {
     pub initial_cluster: String,
     pub peer_urls: Vec<String>,
     pub token: String,
+    /// Restore without checking the sha256 trailer: a raw db has none, and in a recovery an
+    /// earlier `VerifySnapshot` step has already checked it.
     pub skip_hash_check: bool,
     /// Revision bump with mark-compacted; 0 for none.
     pub bump_revision: u64,
