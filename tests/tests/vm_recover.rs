@@ -281,6 +281,7 @@ fn broken_master_disk(dir: &Path, st: &EtcdState, backup: Backup, extra: Option<
     let node = Node {
         name: NAME.into(),
         ip: "127.0.0.1".into(),
+        ..Node::default()
     };
     hostroot::write_kubernetes_tree(&seed.join("etc/kubernetes"), &node).expect("kubernetes");
     put(
