@@ -34,6 +34,8 @@ const QEMU_TIMEOUT_S: u64 = 150;
 const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 /// The member the manifest on the broken disk describes.
 const NAME: &str = "master-0";
+/// The MAC of the fleet test's NIC; its plan is served under this name.
+const FLEET_MAC: &str = "52:54:00:12:34:56";
 const TEST_ARGS: &str = "console=ttyS0 panic=-1 printk.devkmsg=on";
 
 fn enabled(test: &str) -> Option<Tools> {
@@ -272,7 +274,21 @@ fn put(p: &Path, data: &[u8]) {
 /// Builds the disk in `dir`. With a good backup the stale data dir is a real one; in the
 /// failure cases it is garbage, so the host's own data cannot serve as the last resort.
 fn broken_master_disk(dir: &Path, st: &EtcdState, backup: Backup, extra: Option<&Path>) -> Disk {
+    broken_master_disk_with(dir, st, backup, extra, &[])
+}
+
+/// [`broken_master_disk`] with more files on the disk (`(path in the root, bytes)`).
+fn broken_master_disk_with(
+    dir: &Path,
+    st: &EtcdState,
+    backup: Backup,
+    extra: Option<&Path>,
+    files: &[(&str, Vec<u8>)],
+) -> Disk {
     let seed = dir.join("seed");
+    for (rel, data) in files {
+        put(&seed.join(rel), data);
+    }
     let ports = Ports {
         client: free_port(),
         peer: free_port(),
@@ -383,6 +399,9 @@ enum Via {
     IsoBios,
     IsoUefi,
     PxeBios,
+    /// PXE with a network the guest can use: host loopback reachable as 10.0.2.2, a fixed MAC
+    /// and a virtio RNG (TLS needs entropy).
+    PxeFleet,
 }
 
 /// Boots `disk` (or no disk) by `how` with the `rescue.*` keys in `keys`.
@@ -407,6 +426,19 @@ fn boot(how: Via, disk: Option<&Path>, keys: &str, work: &Path) -> Boot {
                 c.args(["-bios", OVMF]);
             }
             c.args(["-nic", "none", "-boot", "d", "-cdrom"]).arg(iso);
+        }
+        Via::PxeFleet => {
+            let tftp = pxe_dir(&append, &format!("{how:?}-tftp"));
+            c.arg("-netdev")
+                .arg(format!(
+                    "user,id=n0,tftp={},bootfile=boot.ipxe",
+                    tftp.display()
+                ))
+                .args([
+                    "-device",
+                    &format!("virtio-net-pci,netdev=n0,mac={FLEET_MAC}"),
+                ])
+                .args(["-device", "virtio-rng-pci", "-boot", "n"]);
         }
         Via::PxeBios => {
             let tftp = pxe_dir(&append, &format!("{how:?}-tftp"));
@@ -586,6 +618,33 @@ fn sha_tree(dir: &Path) -> BTreeMap<String, String> {
 
 /// Checks a recovered disk end to end with real etcd.
 fn check_recovered(tools: &Tools, st: &EtcdState, disk: &Disk, b: &Boot, work: &Path) {
+    check_recovered_as(
+        tools,
+        st,
+        disk,
+        b,
+        work,
+        Some(&st.stale),
+        "etcd-snapshot.db",
+    );
+}
+
+/// A recovery from a fetched snapshot: the stale data dir was garbage (no local fallback).
+fn check_recovered_from_fetched(tools: &Tools, st: &EtcdState, disk: &Disk, b: &Boot, work: &Path) {
+    check_recovered_as(tools, st, disk, b, work, None, "https://10.0.2.2");
+}
+
+/// Checks a recovered disk; `stale` is what the moved-aside data dir must hold (None: only
+/// that it was moved aside), `backup` a text the recover report must name.
+fn check_recovered_as(
+    tools: &Tools,
+    st: &EtcdState,
+    disk: &Disk,
+    b: &Boot,
+    work: &Path,
+    stale: Option<&Path>,
+    backup: &str,
+) {
     assert!(
         b.serial.contains("RESCUE RESULT: OK"),
         "no OK line on serial:\n{}",
@@ -609,11 +668,18 @@ fn check_recovered(tools: &Tools, st: &EtcdState, disk: &Disk, b: &Boot, work: &
         &format!("/var/lib/{}", aside[0]),
         &out.join("aside"),
     );
-    assert_eq!(
-        sha_tree(&moved),
-        sha_tree(&st.stale),
-        "the old data dir was moved aside unchanged"
-    );
+    match stale {
+        Some(stale) => assert_eq!(
+            sha_tree(&moved),
+            sha_tree(stale),
+            "the old data dir was moved aside unchanged"
+        ),
+        None => assert!(
+            ls(&disk.img, &format!("/var/lib/{}/member/snap", aside[0]))
+                .contains(&"db".to_string()),
+            "the old data dir was moved aside with its contents"
+        ),
+    }
 
     // The boot report says ok and embeds the recover report.
     let r = boot_report(&disk.img);
@@ -621,7 +687,7 @@ fn check_recovered(tools: &Tools, st: &EtcdState, disk: &Disk, b: &Boot, work: &
     let rec = &r["recover"];
     assert!(rec.is_object(), "recover report embedded: {r:#}");
     assert!(
-        rec.to_string().contains("etcd-snapshot.db"),
+        rec.to_string().contains(backup),
         "the recover report names the backup: {rec:#}"
     );
 
@@ -896,4 +962,161 @@ fn bench_64m_backup_per_boot_path() {
             restore - init,
         );
     }
+}
+
+/// A test CA and a server certificate for 10.0.2.2 (host loopback as the guest sees it).
+fn fleet_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ca = dir.join("ca.crt");
+    let ca_key = dir.join("ca.key");
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=rescue-test-ca"])
+        .args([
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+        ])
+        .arg(&ca_key)
+        .arg("-out")
+        .arg(&ca));
+    let (crt, key, csr, ext) = (
+        dir.join("server.crt"),
+        dir.join("server.key"),
+        dir.join("server.csr"),
+        dir.join("server.ext"),
+    );
+    std::fs::write(
+        &ext,
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:10.0.2.2,IP:127.0.0.1\n",
+    )
+    .expect("ext");
+    sh(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-subj", "/CN=10.0.2.2", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr));
+    sh(Command::new("openssl")
+        .args(["x509", "-req", "-days", "2", "-set_serial", "7", "-in"])
+        .arg(&csr)
+        .arg("-CA")
+        .arg(&ca)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-extfile")
+        .arg(&ext)
+        .arg("-out")
+        .arg(&crt));
+    (ca, crt, key)
+}
+
+/// Issue 5's fleet case: a PXE-booted VM with no backup on its disk brings its network up by
+/// DHCP, fetches its plan by MAC over HTTPS from a server on host loopback (a test CA), fetches
+/// the snapshot the plan names over HTTPS with a sha256 pin, recovers, and POSTs its report to
+/// the callback.
+#[test]
+fn pxe_fleet_plan_by_mac_https_snapshot_and_callback() {
+    let Some(tools) = enabled("pxe_fleet_plan_by_mac_https_snapshot_and_callback") else {
+        return;
+    };
+    let st = etcd_state(&tools);
+    let t = tempfile::tempdir().expect("tempdir");
+    let www = t.path().join("www");
+    std::fs::create_dir_all(&www).expect("www");
+    let (ca, crt, key) = fleet_pki(t.path());
+    let snap = std::fs::read(&st.backup).expect("backup");
+    std::fs::write(www.join("etcd-snapshot-20240102-030405.db"), &snap).expect("serve");
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&snap)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let server_py = repo().join("tests/tests/sources/https_server.py");
+    let mut server = Command::new("python3")
+        .arg(&server_py)
+        .arg(&www)
+        .arg("--cert")
+        .arg(&crt)
+        .arg("--key")
+        .arg(&key)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("https server");
+    let port: u16 = {
+        use std::io::BufRead;
+        let out = server.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .expect("port line");
+        line.trim().parse().expect("port")
+    };
+    let base = format!("https://10.0.2.2:{port}");
+    std::fs::write(
+        www.join(format!("plan-{FLEET_MAC}.yaml")),
+        format!("# plan of {FLEET_MAC}\nsource: {base}/files/etcd-snapshot-20240102-030405.db\nsha256: {sha}\n"),
+    )
+    .expect("plan");
+    // No backup on the disk: the plan is the only way to one. The CA is on the host disk.
+    let ca_pem = std::fs::read(&ca).expect("ca");
+    let disk = broken_master_disk_with(
+        t.path(),
+        st,
+        Backup::None,
+        None,
+        &[("etc/rescue/ca.pem", ca_pem)],
+    );
+    // iPXE expands ${mac} itself (as fleets using it do); rescue-init would too.
+    let keys = format!(
+        "rescue.test_exit=1 rescue.root=LABEL=hostroot ip=dhcp \
+         rescue.ca=/run/rescue-init/host/etc/rescue/ca.pem \
+         rescue.plan={base}/files/plan-${{mac}}.yaml rescue.callback={base}/callback"
+    );
+    let b = boot(Via::PxeFleet, Some(&disk.img), &keys, t.path());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(b.code, Some(1), "{}", b.serial);
+    let callbacks: Vec<_> = std::fs::read_dir(&www)
+        .expect("www")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("callback-"))
+        .collect();
+    assert_eq!(
+        callbacks.len(),
+        1,
+        "one report POSTed to the callback\n{}",
+        b.serial
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(callbacks[0].path()).expect("callback body"))
+            .expect("callback json");
+    assert_eq!(report["outcome"]["result"], "recovered", "{report}");
+    assert!(
+        report["source"]
+            .as_str()
+            .is_some_and(|s| s.contains("fetched from https://10.0.2.2")),
+        "{report}"
+    );
+    assert!(
+        !report.to_string().contains("BEGIN"),
+        "no key material in the report"
+    );
+    check_recovered_from_fetched(&tools, st, &disk, &b, t.path());
 }

@@ -140,7 +140,12 @@ fn run(
     // 1. Discover (read-only).
     let candidate = choose_backup(cfg, opts, root, report, progress)?;
     let source_id = candidate.snapshot.to_string();
-    report.source = Some(format!("{} {source_id}", candidate.layout));
+    report.source = Some(match &cfg.source {
+        Some(SourceLocation::Url(u)) => {
+            format!("{} fetched from {}", candidate.layout, u.redacted())
+        }
+        _ => format!("{} {source_id}", candidate.layout),
+    });
     log::info!("backup: {} {source_id}", candidate.layout);
     if !opts.force {
         if let Some(reason) = already_recovered(root, &candidate) {
