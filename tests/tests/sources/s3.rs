@@ -257,5 +257,70 @@ fn s3_against_garage() -> Result<()> {
     let e = fetch("s3://snaps/empty-prefix/latest", &g.opts(), &staging).expect_err("empty");
     ensure!(matches!(e, SourceError::S3Empty { .. }), "{e:?}");
     ensure!(entries(&staging)?.is_empty(), "{:?}", entries(&staging)?);
+    recover_a_host_from_s3(&g, tmp.path())?;
+    Ok(())
+}
+
+/// `recover --plan` naming `s3://…/latest` (keys, endpoint and pin in the plan, as a fleet
+/// would): the newest object is fetched, detected, restored; etcd starts from the rewritten
+/// manifest with every key of the source.
+fn recover_a_host_from_s3(g: &Garage, dir: &Path) -> Result<()> {
+    use rescue_tests::hostroot::{self, HostRoot, Node};
+    use rescue_tests::recovery::{self, MemberFlags};
+    let Some(tools) = rescue_tests::Tools::require() else {
+        return Ok(());
+    };
+    let Some(src) = recovery::source() else {
+        return Ok(());
+    };
+    let snap = dir.join("etcd-backup-2024-05-04T10-00-00.db");
+    std::fs::write(&snap, &src.snapshot)?;
+    let sha = sha256_file(&snap)?;
+    g.put("cluster-b/etcd-backup-2024-05-04T10-00-00.db", &snap)?;
+    // An older, different object that `latest` must not pick.
+    let old = dir.join("etcd-backup-2024-05-01T10-00-00.db");
+    std::fs::write(&old, blob(1 << 20, 5))?;
+    g.put("cluster-b/etcd-backup-2024-05-01T10-00-00.db", &old)?;
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let root = HostRoot::new()?;
+    hostroot::host_kubernetes(&root, &node)?;
+    recovery::stale_data_dir(&root);
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "source: s3://snaps/cluster-b/latest\nsha256: {sha}\ns3_endpoint: {}\ns3_region: garage\ns3_access_key_id: {}\ns3_secret_access_key: {}\n",
+            g.endpoint, g.key_id, g.secret
+        ),
+    )?;
+    let out = recovery::recover_ok(root.path(), &["--plan", &plan.to_string_lossy()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        stdout.contains("fetched from s3://snaps/cluster-b/latest"),
+        "{stdout}"
+    );
+    ensure!(!stdout.contains(&g.secret), "the secret reached the output");
+    let report = std::fs::read_dir(root.join("var/log/rescue-init"))?
+        .next()
+        .context("report dir")??
+        .path()
+        .join("report.json");
+    ensure!(
+        !std::fs::read_to_string(&report)?.contains(&g.secret),
+        "the secret reached the report"
+    );
+    let flags = MemberFlags::from(
+        root.path(),
+        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
+    );
+    recovery::check_server(
+        &tools,
+        &flags,
+        &src.state,
+        &node.name,
+        &node.peer_url(),
+        true,
+    );
+    recovery::check_stale_moved_aside(&root);
     Ok(())
 }
