@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::progress::{human, Progress};
 use crate::snapshot::{self, RestoreOptions, Status};
-use crate::source::{self, S3Credentials, Sha256Pin, SourceOptions};
+use crate::source::{self, Pem, S3Credentials, Sha256Pin, SourceOptions};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +29,7 @@ enum Command {
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// Recover a whole control-plane host from its newest backup
-    Recover(RecoverCli),
+    Recover(Box<RecoverCli>),
 }
 
 #[derive(Args, Debug)]
@@ -148,10 +148,10 @@ impl FetchArgs {
             insecure_http: self.insecure_http,
             ..SourceOptions::default()
         };
-        o.tls.ca = self.cacert.clone();
+        o.tls.ca = self.cacert.clone().map(Pem::File);
         o.tls.ca_only = self.cacert_only;
-        o.tls.cert = self.cert.clone();
-        o.tls.key = self.key.clone();
+        o.tls.cert = self.cert.clone().map(Pem::File);
+        o.tls.key = self.key.clone().map(Pem::File);
         o.s3.endpoint = self.s3_endpoint.clone();
         o.s3.region = self.s3_region.clone();
         // Keys come from the environment only, never from argv (visible in /proc).
@@ -265,7 +265,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                 r.bumped_to.map(|b| format!(" (bumped to {b}, older revisions compacted)")).unwrap_or_default(),
             )?;
         }
-        Command::Recover(a) => return recover(a, &mut out),
+        Command::Recover(a) => return recover(*a, &mut out),
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ pub mod formats;
 pub mod kmod;
 pub mod logger;
 pub mod net;
+pub mod pem;
 pub mod pid1;
 pub mod plan;
 pub mod progress;

@@ -72,11 +72,19 @@ pub fn recover(root: &Path, args: &[&str]) -> Output {
 
 /// [`recover`] with `TMPDIR` set (where a dry run stages).
 pub fn recover_with_tmpdir(root: &Path, args: &[&str], tmpdir: Option<&Path>) -> Output {
+    let env: Vec<(&str, &str)> = tmpdir
+        .and_then(Path::to_str)
+        .map(|t| ("TMPDIR", t))
+        .into_iter()
+        .collect();
+    recover_with_env(root, args, &env)
+}
+
+/// [`recover`] with more environment variables (S3 keys, `TMPDIR`).
+pub fn recover_with_env(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let bin = rescue_init_bin().unwrap_or_else(|e| panic!("{e}"));
     let mut cmd = Command::new(bin);
-    if let Some(t) = tmpdir {
-        cmd.env("TMPDIR", t);
-    }
+    cmd.envs(env.iter().copied());
     cmd.arg("recover")
         .arg("--root")
         .arg(root)
@@ -91,6 +99,35 @@ pub fn recover_ok(root: &Path, args: &[&str]) -> Output {
     let o = recover(root, args);
     assert!(o.status.success(), "recover failed:\n{}", describe(&o));
     o
+}
+
+/// Runs recover on `root` and checks: failure, one `error:` line on stderr naming `expect`
+/// (case-insensitive), the tree unchanged (byte for byte, hidden entries included). Returns
+/// stderr.
+pub fn assert_refused(root: &Path, args: &[&str], expect: &str) -> String {
+    let before = picture(root);
+    let out = recover(root, args);
+    let after = picture(root);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success(),
+        "recover succeeded on bad input:\n{stdout}\n{stderr}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one error line:\nstderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert!(
+        errors[0].to_lowercase().contains(&expect.to_lowercase()),
+        "error line {:?} does not mention {expect:?}\n{stdout}",
+        errors[0]
+    );
+    assert_same_tree(&before, &after, errors[0]);
+    crate::tools::note(errors[0]);
+    stderr
 }
 
 /// One entry of a tree picture.

@@ -15,32 +15,8 @@ fn source() -> Option<&'static Source> {
     recovery::source()
 }
 
-/// Runs recover on `root` and checks: failure, one `error:` line on stderr naming `expect`
-/// (case-insensitive), the tree unchanged. Returns stderr.
 fn refused(root: &Path, args: &[&str], expect: &str) -> String {
-    let before = recovery::picture(root);
-    let out = recovery::recover(root, args);
-    let after = recovery::picture(root);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        !out.status.success(),
-        "recover succeeded on bad input:\n{stdout}\n{stderr}"
-    );
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(
-        errors.len(),
-        1,
-        "one error line:\nstderr:\n{stderr}\nstdout:\n{stdout}"
-    );
-    assert!(
-        errors[0].to_lowercase().contains(&expect.to_lowercase()),
-        "error line {:?} does not mention {expect:?}\n{stdout}",
-        errors[0]
-    );
-    recovery::assert_same_tree(&before, &after, errors[0]);
-    note(errors[0]);
-    stderr
+    recovery::assert_refused(root, args, expect)
 }
 
 /// A kubeadm-style backup dir: a good snapshot and `etc-kubernetes.tar.gz` holding a good tree

@@ -667,6 +667,32 @@ pub fn stream_member(
     })
 }
 
+/// Reads the regular members named in `wanted` (by [`display_name`]) into memory in one pass
+/// over the archive, each capped at `cap` bytes (small files: certificates, keys). Members not
+/// in the archive are absent from the result; the walk stops once all were found.
+pub fn read_small_members(
+    path: &Path,
+    wanted: &[String],
+    cap: u64,
+    limits: &Limits,
+) -> Result<HashMap<String, Vec<u8>>, ArchiveError> {
+    let wanted: Vec<String> = wanted.iter().map(|w| display_name(w.as_bytes())).collect();
+    let mut found = HashMap::new();
+    walk(path, limits, &mut |e, data| {
+        let name = display_name(&e.name);
+        if e.kind == EntryKind::File && wanted.contains(&name) && !found.contains_key(&name) {
+            let mut buf = Vec::new();
+            copy_capped(path, &name, data, &mut buf, cap)?;
+            found.insert(name, buf);
+            if found.len() == wanted.len() {
+                return Ok(Flow::Stop);
+            }
+        }
+        Ok(Flow::Continue)
+    })?;
+    Ok(found)
+}
+
 /// A `Read` over one member, for consumers that pull (e.g. a restore engine reading a
 /// snapshot). A thread runs [`stream_member`] into a pipe; its error, if any, is returned by
 /// the read that would otherwise report the end of the data, so a short or corrupt member never

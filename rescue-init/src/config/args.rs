@@ -34,30 +34,58 @@ pub struct RecoverArgs {
     /// Print every step and diff; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// PEM CA bundle for https, s3 and etcd sources (and the plan and callback URLs), trusted
+    /// besides the built-in roots.
+    #[arg(long, value_name = "FILE")]
+    pub cacert: Option<String>,
+    /// Client certificate (PEM) for etcd:// sources; default: the host's or the backup's
+    /// kubeadm, RKE or OpenShift etcd client certificate.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<String>,
+    /// Client key (PEM) for etcd:// sources.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<String>,
+    /// S3 endpoint of an S3-compatible store, e.g. https://minio.example:9000 (path-style);
+    /// default: AWS. Keys come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and
+    /// AWS_SESSION_TOKEN) or the plan, never from flags.
+    #[arg(long, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region [default: us-east-1].
+    #[arg(long, value_name = "REGION")]
+    pub s3_region: Option<String>,
 }
 
 impl RecoverArgs {
     /// The settings these flags set (unset flags set nothing).
     pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut pairs: Vec<(&str, Option<&str>)> = Vec::new();
-        for (key, value) in [
-            ("source", &self.source),
-            ("sha256", &self.sha256),
-            ("name", &self.name),
-            ("advertise_address", &self.advertise_address),
-            ("bump_revision", &self.bump_revision),
+        let mut flags: Vec<(&str, &str, Option<&str>)> = Vec::new();
+        for (key, flag, value) in [
+            ("source", "source", &self.source),
+            ("sha256", "sha256", &self.sha256),
+            ("name", "name", &self.name),
+            (
+                "advertise_address",
+                "advertise-address",
+                &self.advertise_address,
+            ),
+            ("bump_revision", "bump-revision", &self.bump_revision),
+            ("ca", "cacert", &self.cacert),
+            ("etcd_cert", "cert", &self.cert),
+            ("etcd_key", "key", &self.key),
+            ("s3_endpoint", "s3-endpoint", &self.s3_endpoint),
+            ("s3_region", "s3-region", &self.s3_region),
         ] {
             if let Some(v) = value {
-                pairs.push((key, Some(v.as_str())));
+                flags.push((key, flag, Some(v.as_str())));
             }
         }
         if self.no_bump {
-            pairs.push(("bump", Some("0")));
+            flags.push(("bump", "no-bump", Some("0")));
         }
         if self.dry_run {
-            pairs.push(("dry_run", Some("1")));
+            flags.push(("dry_run", "dry-run", Some("1")));
         }
-        Settings::from_pairs(pairs, &Origin::Flags)
+        Settings::from_flags(flags)
     }
 
     /// Resolves the configuration: defaults, then the plan (already loaded, e.g. with

@@ -27,11 +27,11 @@
 //! | `callback` | `http(s)://` URL that receives the report | none |
 //! | `timeout` | bound on the whole recovery (`90`, `90s`, `15m`, `2h`) | 1h |
 //! | `pause` | how long the result stays on screen before `after` | 10s |
-//! | `ca` | CA bundle (PEM) for https and etcd sources | system roots |
+//! | `ca` | CA bundle for https and s3 sources, the plan URL and the callback (and etcd sources without `etcd_cacert`): a path (tried as given, then on the host disk, then on the boot media) or the PEM text inline | built-in Mozilla roots |
 //! | `http_token` | bearer token for http(s) sources (secret) | none |
 //! | `s3_access_key_id`, `s3_secret_access_key`, `s3_session_token` | S3 static credentials (secrets) | none |
 //! | `s3_region`, `s3_endpoint` | S3 region and endpoint URL | none |
-//! | `etcd_cert`, `etcd_key`, `etcd_cacert` | client TLS files for `etcd://` sources | from the backup |
+//! | `etcd_cert`, `etcd_key`, `etcd_cacert` | client TLS for `etcd://` sources: paths or inline PEM | the host's or the backup's etcd client certificate (kubeadm, RKE, OpenShift) |
 //!
 //! Booleans take `1/0`, `true/false`, `yes/no`, `on/off`; on the command line a bare
 //! boolean key (`rescue.dry_run`) means true.
@@ -59,11 +59,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pem::Pem;
+
 pub use args::RecoverArgs;
 pub use cmdline::{tokenize, Param};
 pub use values::{
-    After, FilePath, Ip, Location, MemberName, Revision, RootDevice, Seconds, Secret, Sha256Hex,
-    Text, Toggle, Url, REDACTED,
+    After, Ip, Location, MemberName, Revision, RootDevice, Seconds, Secret, Sha256Hex, Text,
+    Toggle, Url, REDACTED,
 };
 
 /// Errors of the configuration.
@@ -234,8 +236,8 @@ settings! {
     timeout: Seconds,
     /// How long the result stays on screen.
     pause: Seconds,
-    /// CA bundle for TLS sources.
-    ca: FilePath,
+    /// CA bundle for TLS sources (a path or inline PEM).
+    ca: Pem,
     /// Bearer token for http(s) sources.
     http_token: Secret,
     /// S3 access key id.
@@ -248,12 +250,12 @@ settings! {
     s3_region: Text,
     /// S3 endpoint URL.
     s3_endpoint: Url,
-    /// Client certificate for etcd sources.
-    etcd_cert: FilePath,
-    /// Client key for etcd sources.
-    etcd_key: FilePath,
-    /// CA for etcd sources.
-    etcd_cacert: FilePath,
+    /// Client certificate for etcd sources (a path or inline PEM).
+    etcd_cert: Pem,
+    /// Client key for etcd sources (a path or inline PEM).
+    etcd_key: Pem,
+    /// CA for etcd sources (a path or inline PEM).
+    etcd_cacert: Pem,
     /// Kernel modules to load before coldplug (image only; comma-separated).
     modules: Text,
     /// Report the result to QEMU's isa-debug-exit device (tests only).
@@ -370,18 +372,30 @@ impl Settings {
         Ok(out)
     }
 
-    /// Builds a layer from `(key, value)` pairs given as flags (`--name` is `name`).
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
-        origin: &Origin,
+    /// The keys of this layer that hold secrets: tokens, S3 keys, an inline private key.
+    pub fn secret_keys(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        for (key, set) in [
+            ("http_token", self.http_token.is_some()),
+            ("s3_secret_access_key", self.s3_secret_access_key.is_some()),
+            ("s3_session_token", self.s3_session_token.is_some()),
+            ("etcd_key", matches!(self.etcd_key, Some(Pem::Inline(_)))),
+        ] {
+            if set {
+                out.push(key);
+            }
+        }
+        out
+    }
+
+    /// Builds a layer from `(key, flag, value)` triples given as flags: `key` is the setting,
+    /// `flag` the flag's name without `--`, shown in errors.
+    pub fn from_flags<'a>(
+        flags: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a str>)>,
     ) -> Result<Settings, ConfigError> {
         let mut out = Settings::default();
-        for (key, value) in pairs {
-            let shown = match origin {
-                Origin::Flags => format!("--{}", key.replace('_', "-")),
-                _ => key.to_owned(),
-            };
-            out.set(key, &shown, value, origin)?;
+        for (key, flag, value) in flags {
+            out.set(key, &format!("--{flag}"), value, &Origin::Flags)?;
         }
         Ok(out)
     }
@@ -438,11 +452,11 @@ pub struct S3Settings {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct EtcdClientTls {
     /// Client certificate.
-    pub cert: Option<PathBuf>,
+    pub cert: Option<Pem>,
     /// Client key.
-    pub key: Option<PathBuf>,
+    pub key: Option<Pem>,
     /// CA certificate.
-    pub cacert: Option<PathBuf>,
+    pub cacert: Option<Pem>,
 }
 
 /// The resolved configuration. `Debug` and `Serialize` are redacted: log it and put it in
@@ -478,7 +492,7 @@ pub struct Config {
     #[serde(serialize_with = "secs")]
     pub pause: Duration,
     /// CA bundle for TLS sources.
-    pub ca: Option<PathBuf>,
+    pub ca: Option<Pem>,
     /// Bearer token for http(s) sources.
     pub http_token: Option<Secret>,
     /// S3 settings.
@@ -593,7 +607,7 @@ impl Config {
             callback: s.callback,
             timeout: s.timeout.map_or(Duration::from_secs(3600), |t| t.0),
             pause: s.pause.map_or(Duration::from_secs(10), |t| t.0),
-            ca: s.ca.map(|p| p.0),
+            ca: s.ca,
             http_token: s.http_token,
             s3: S3Settings {
                 access_key_id: s.s3_access_key_id,
@@ -603,9 +617,9 @@ impl Config {
                 endpoint: s.s3_endpoint,
             },
             etcd_tls: EtcdClientTls {
-                cert: s.etcd_cert.map(|p| p.0),
-                key: s.etcd_key.map(|p| p.0),
-                cacert: s.etcd_cacert.map(|p| p.0),
+                cert: s.etcd_cert,
+                key: s.etcd_key,
+                cacert: s.etcd_cacert,
             },
             origins,
         };

@@ -317,6 +317,48 @@ fn flags_beat_plan_beat_defaults() {
 }
 
 #[test]
+fn fetch_flags_set_the_tls_and_s3_keys() {
+    let args = parse_args(&[
+        "--root",
+        "/r",
+        "--source",
+        "s3://snaps/cluster/latest",
+        "--cacert",
+        "/etc/ssl/lab-ca.pem",
+        "--cert",
+        "/c.pem",
+        "--key",
+        "/k.pem",
+        "--s3-endpoint",
+        "http://127.0.0.1:3900",
+        "--s3-region",
+        "garage",
+    ]);
+    let cfg = args.resolve(None).unwrap();
+    let file = |p: &str| Some(Pem::File(PathBuf::from(p)));
+    assert_eq!(cfg.ca, file("/etc/ssl/lab-ca.pem"));
+    assert_eq!(cfg.etcd_tls.cert, file("/c.pem"));
+    assert_eq!(cfg.etcd_tls.key, file("/k.pem"));
+    assert_eq!(cfg.s3.region.as_deref(), Some("garage"));
+    assert_eq!(
+        cfg.s3.endpoint.as_ref().map(|u| u.expose().to_string()),
+        Some("http://127.0.0.1:3900".into())
+    );
+    assert_eq!(cfg.origins.get("ca"), Some(&Origin::Flags));
+
+    let err = parse_args(&["--root", "/r", "--cert", "/c.pem"])
+        .resolve(None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("etcd_cert and etcd_key go together"), "{err}");
+    let err = parse_args(&["--root", "/r", "--s3-endpoint", "ftp://x"])
+        .resolve(None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("s3_endpoint"), "{err}");
+}
+
+#[test]
 fn report_json_shape() {
     let cfg = Config::from_cmdline(
         "rescue.name=m1 rescue.s3_secret_access_key=x rescue.s3_access_key_id=y",

@@ -515,23 +515,7 @@ impl FromStr for Text {
 }
 deserialize_via_from_str!(Text, "a string");
 
-/// A path setting (certificate files and the like).
-#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
-pub struct FilePath(pub PathBuf);
-
-impl FromStr for FilePath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.is_empty() {
-            return Err("empty path".into());
-        }
-        if s.contains("://") {
-            return Err("expected a path, not a url".into());
-        }
-        Ok(FilePath(PathBuf::from(s)))
-    }
-}
-deserialize_via_from_str!(FilePath, "a path");
+deserialize_via_from_str!(crate::pem::Pem, "a path or inline PEM");
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]

@@ -31,6 +31,7 @@
 //! - k3s / RKE2: snapshot files (plain or zip) in `var/lib/rancher/{k3s,rke2}/server/db/snapshots`.
 
 pub mod bbolt;
+pub mod client_tls;
 pub mod rke;
 pub mod stamp;
 
@@ -334,6 +335,19 @@ pub fn resolve_in_root(root: &Path, rel: &Path) -> Option<PathBuf> {
     let mut full = root.to_path_buf();
     full.extend(&cur);
     Some(full)
+}
+
+/// Finds a file or directory the user named: `p` as given when it exists there (a relative path
+/// is only ever taken as given), else `p` below the first of `bases` (the host root, the boot
+/// media) that has it, resolved as in a chroot.
+pub fn locate(p: &Path, bases: &[&Path]) -> Option<PathBuf> {
+    if p.exists() {
+        return Some(p.to_path_buf());
+    }
+    if p.is_relative() {
+        return None;
+    }
+    bases.iter().find_map(|b| resolve_in_root(b, p))
 }
 
 fn normal(c: Component<'_>) -> Option<PathBuf> {

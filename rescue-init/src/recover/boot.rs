@@ -2,7 +2,7 @@
 //! per-machine plan fetched by URL), the network when something must be fetched, the host root
 //! where the worker mounted it, the result on the console, in the boot report and, when asked,
 //! POSTed to a callback.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{self, Config, Location, Settings};
@@ -11,7 +11,7 @@ use crate::pid1::HookError;
 use crate::progress::Progress;
 use crate::source::{self, fleet};
 
-use super::{recover, source_options, RecoverOptions};
+use super::{pem_bases, recover, source_options, RecoverOptions};
 
 /// Error of a recovery run from the image, carrying its report for the boot report.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +22,10 @@ pub struct BootRecoverError {
 }
 
 /// The worker's recovery hook: `recover --root <mountpoint>` with the `rescue.*` keys of
-/// `/proc/cmdline`.
-pub fn boot_hook(root: &Path) -> Result<serde_json::Value, HookError> {
+/// `/proc/cmdline`, searching the mounted boot media too.
+pub fn boot_hook(root: &Path, media: &[PathBuf]) -> Result<serde_json::Value, HookError> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    run_from_cmdline(&cmdline, root)
+    run_from_cmdline(&cmdline, root, media)
 }
 
 /// How long TLS may wait for the kernel's random pool before the recovery gives up, saying so.
@@ -83,32 +83,48 @@ fn network(cmdline: &str, cfg: &Config) -> Result<fleet::MachineVars, HookError>
 }
 
 /// [`boot_hook`] for a given command line.
-pub fn run_from_cmdline(cmdline: &str, root: &Path) -> Result<serde_json::Value, HookError> {
+pub fn run_from_cmdline(
+    cmdline: &str,
+    root: &Path,
+    media: &[PathBuf],
+) -> Result<serde_json::Value, HookError> {
     let line = Settings::from_cmdline(cmdline)?;
     let mut cfg = Config::from_cmdline_and_plan(line.clone(), None)?;
+    let opts = RecoverOptions {
+        extra_dirs: media.to_vec(),
+        ..RecoverOptions::default()
+    };
+    let bases = pem_bases(root, &opts);
     let vars = network(cmdline, &cfg)?;
     match cfg.plan.clone() {
         Some(Location::Url(u)) => {
             let url = fleet::expand(u.expose(), &vars)?;
             let shown = source::redact(&url);
             log::info!("recover: fetching the plan {shown}");
-            let doc = fleet::fetch_document(&url, &source_options(&cfg)?)?;
+            let doc = fleet::fetch_document(&url, &source_options(&cfg, &bases)?)?;
             let text =
                 String::from_utf8(doc).map_err(|_| format!("plan {shown} is not utf-8 text"))?;
             let plan = Settings::from_plan_yaml(&text, &shown)?;
+            let secrets = plan.secret_keys();
+            if u.scheme() == "http" && !secrets.is_empty() {
+                return Err(format!(
+                    "plan {shown} came over plain http but carries secrets ({}): anyone on the network could read them; serve plans with secrets over https",
+                    secrets.join(", ")
+                )
+                .into());
+            }
             cfg = Config::from_cmdline_and_plan(line, Some((shown, plan)))?;
         }
         Some(Location::Path(p)) => {
-            // A plan on the host disk or the boot media: paths are the host's.
-            let on_host = root.join(p.strip_prefix("/").unwrap_or(&p));
-            let path = if on_host.exists() { on_host } else { p.clone() };
+            // A plan in the image, on the host disk or on the boot media.
+            let path = crate::discover::locate(&p, &bases).unwrap_or(p);
             let plan = config::load_plan_file(&path)?;
             cfg = Config::from_cmdline_and_plan(line, Some((path.display().to_string(), plan)))?;
         }
         None => {}
     }
     cfg.root = Some(root.to_path_buf());
-    let (report, result) = recover(&cfg, &RecoverOptions::default(), &mut Progress::lines());
+    let (report, result) = recover(&cfg, &opts, &mut Progress::lines());
     // The console gets the summary; PID 1 prints the RESCUE RESULT line itself.
     for line in report.summary().lines().skip(1) {
         log::info!("recover: {}", line.trim());
@@ -119,7 +135,7 @@ pub fn run_from_cmdline(cmdline: &str, root: &Path) -> Result<serde_json::Value,
     let value = serde_json::to_value(&report).unwrap_or_default();
     if let Some(cb) = &cfg.callback {
         let json = value.to_string();
-        match source_options(&cfg)
+        match source_options(&cfg, &bases)
             .map_err(|e| e.to_string())
             .and_then(|o| {
                 fleet::post_report(cb.expose(), &json, &o).map_err(|e| crate::cli::chain(&e))

@@ -16,11 +16,13 @@ use thiserror::Error;
 
 use crate::config::{Config, Location as SourceLocation};
 use crate::discover::bbolt::HashCheck;
+use crate::discover::client_tls::{self, ClientTls};
 use crate::discover::{self, Candidate, KubeSource, Layout, Location, ScanOptions};
 use crate::exec::{self, ExecError};
+use crate::pem::Pem;
 use crate::plan::{Plan, PlanError, RestoreEtcd, Step};
 use crate::progress::Progress;
-use crate::report::{compact_timestamp, FileDiff, Outcome, Report};
+use crate::report::{compact_timestamp, FetchInfo, FileDiff, Outcome, Report};
 use crate::rewrite::{self, ConfigFile, FileKind, RewriteError, Target};
 use crate::source;
 
@@ -38,6 +40,8 @@ pub enum RecoverError {
     NoBackup { root: PathBuf, candidates: String },
     #[error("--source {0}: {1}")]
     Source(String, String),
+    #[error("--source {backup}: not a usable backup: {reasons}")]
+    Unusable { backup: String, reasons: String },
     #[error("the etcd member settings are unknown (a host without etcd configuration, e.g. RKE, needs --name and --advertise-address)")]
     Settings(#[source] RewriteError),
     #[error("refusing an unsafe plan")]
@@ -248,18 +252,14 @@ fn choose_backup(
     };
     let wanted: Option<PathBuf> = match &cfg.source {
         None => None,
-        Some(SourceLocation::Path(p)) => {
-            let p = if p.exists() {
-                p.clone()
-            } else {
-                root.join(p.strip_prefix("/").unwrap_or(p))
-            };
-            if !p.exists() {
+        Some(SourceLocation::Path(given)) => {
+            // As given, else on the host disk, else on the boot media.
+            let Some(p) = discover::locate(given, &pem_bases(root, opts)) else {
                 return Err(RecoverError::Source(
-                    p.display().to_string(),
-                    "no such file or directory".into(),
+                    given.display().to_string(),
+                    "no such file or directory (looked as given, on the host disk and on the boot media)".into(),
                 ));
-            }
+            };
             scan.extra_dirs.push(if p.is_dir() {
                 p.clone()
             } else {
@@ -274,10 +274,12 @@ fn choose_backup(
             // host disk (outside the root for a dry run), then detected like a local backup.
             let dir = fetch_dir(root, &ts_of(report), cfg.dry_run);
             fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-            let fetched = fetch_source(u.expose(), cfg, &dir, progress).inspect_err(|_| {
-                let _ = fs::remove_dir_all(&dir);
-            })?;
+            let (fetched, info) = fetch_source(u.expose(), cfg, opts, root, &dir, progress)
+                .inspect_err(|_| {
+                    let _ = fs::remove_dir_all(&dir);
+                })?;
             report.source = Some(u.redacted());
+            report.fetch = Some(info);
             scan.extra_dirs.push(dir.clone());
             scan.check_all = true;
             Some(fetched)
@@ -307,6 +309,26 @@ fn choose_backup(
             .max_by_key(|c| c.timestamp)
             .cloned(),
     };
+    if let (None, Some(p)) = (&chosen, &wanted) {
+        // The backup named by --source is not usable: say why, for it alone.
+        let mut reasons: Vec<String> = inv
+            .candidates
+            .iter()
+            .filter(|c| location_under(&c.snapshot, p))
+            .map(|c| format!("{}: {}", c.layout, c.reason))
+            .collect();
+        if reasons.is_empty() {
+            reasons.push("no etcd snapshot, database or backup archive in it".into());
+        }
+        let shown = match &cfg.source {
+            Some(SourceLocation::Url(u)) => u.redacted(),
+            _ => p.display().to_string(),
+        };
+        return Err(RecoverError::Unusable {
+            backup: shown,
+            reasons: reasons.join("; "),
+        });
+    }
     chosen.ok_or_else(|| RecoverError::NoBackup {
         root: root.to_path_buf(),
         candidates: inv.to_string(),
@@ -330,8 +352,20 @@ fn fetch_dir(root: &Path, ts: &str, dry_run: bool) -> PathBuf {
     }
 }
 
-/// Source options from the configuration (secrets exposed only here, to the fetcher).
-pub(crate) fn source_options(cfg: &Config) -> Result<source::SourceOptions, RecoverError> {
+/// Where PEM paths of the configuration are looked for after "as given": the host root, then
+/// the extra directories (the boot media in the image).
+pub(crate) fn pem_bases<'a>(root: &'a Path, opts: &'a RecoverOptions) -> Vec<&'a Path> {
+    std::iter::once(root)
+        .chain(opts.extra_dirs.iter().map(PathBuf::as_path))
+        .collect()
+}
+
+/// Source options from the configuration (secrets exposed only here, to the fetcher). PEM
+/// paths are found as given, else below `bases` (see [`Pem::resolve`]).
+pub(crate) fn source_options(
+    cfg: &Config,
+    bases: &[&Path],
+) -> Result<source::SourceOptions, RecoverError> {
     let bad =
         |e: source::SourceError| RecoverError::Source("--sha256".into(), crate::cli::chain(&e));
     let mut o = source::SourceOptions::default();
@@ -339,9 +373,15 @@ pub(crate) fn source_options(cfg: &Config) -> Result<source::SourceOptions, Reco
         let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
         o.sha256 = Some(source::Sha256Pin::parse(&hex).map_err(bad)?);
     }
-    o.tls.ca = cfg.ca.clone().or_else(|| cfg.etcd_tls.cacert.clone());
-    o.tls.cert = cfg.etcd_tls.cert.clone();
-    o.tls.key = cfg.etcd_tls.key.clone();
+    let resolve = |p: &Option<Pem>| p.as_ref().map(|p| p.resolve(bases));
+    o.tls.ca = resolve(&cfg.ca);
+    o.tls.etcd_ca = resolve(&cfg.etcd_tls.cacert);
+    o.tls.cert = resolve(&cfg.etcd_tls.cert);
+    o.tls.key = resolve(&cfg.etcd_tls.key);
+    o.http_token = cfg
+        .http_token
+        .as_ref()
+        .map(|t| source::Secret::new(t.expose()));
     o.s3.endpoint = cfg.s3.endpoint.as_ref().map(|u| u.expose().to_string());
     o.s3.region = cfg.s3.region.clone();
     o.s3.credentials = match (&cfg.s3.access_key_id, &cfg.s3.secret_access_key) {
@@ -359,28 +399,110 @@ pub(crate) fn source_options(cfg: &Config) -> Result<source::SourceOptions, Reco
     Ok(o)
 }
 
+/// For an `etcd://` source without a configured client certificate: the host's own, else one
+/// from the newest backup that has `/etc/kubernetes` (read-only; see
+/// [`discover::client_tls`]).
+fn default_etcd_client(root: &Path, opts: &RecoverOptions) -> Option<ClientTls> {
+    if let Some(t) = client_tls::on_host(root) {
+        return Some(t);
+    }
+    let scan = ScanOptions {
+        extra_dirs: opts.extra_dirs.clone(),
+        verify_hash: false,
+        ..Default::default()
+    };
+    let inv = discover::scan(root, &scan).ok()?;
+    inv.candidates
+        .iter()
+        .filter_map(|c| c.kubernetes.as_ref())
+        .find_map(|k| match client_tls::in_backup(k) {
+            Ok(t) => t,
+            Err(e) => {
+                log::warn!("etcd client certificate: {}", crate::cli::chain(&e));
+                None
+            }
+        })
+}
+
+/// A fetched file's name on the host: `fetched-` and the origin's name when that is a plain
+/// file name, for the report and the timestamp in it; the prefix keeps a name that a layout
+/// pairs with a sibling file (OpenShift's `snapshot_<date>.db`) from being taken for half of
+/// that pair.
+fn fetched_name(origin: Option<String>) -> String {
+    let plain = |n: &String| {
+        n.len() <= 200
+            && !n.starts_with('.')
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-+:@".contains(&b))
+    };
+    match origin.filter(plain) {
+        Some(n) => format!("fetched-{n}"),
+        None => "fetched-backup".to_owned(),
+    }
+}
+
 fn fetch_source(
     url: &str,
     cfg: &Config,
+    opts: &RecoverOptions,
+    root: &Path,
     dir: &Path,
     progress: &mut Progress,
-) -> Result<PathBuf, RecoverError> {
-    let opts = source_options(cfg)?;
+) -> Result<(PathBuf, FetchInfo), RecoverError> {
+    let mut sopts = source_options(cfg, &pem_bases(root, opts))?;
     let fail =
         |e: source::SourceError| RecoverError::Source(source::redact(url), crate::cli::chain(&e));
-    let src = source::open(url, &opts).map_err(fail)?;
-    let fetched = source::fetch(src.as_ref(), dir, opts.sha256.as_ref(), progress).map_err(fail)?;
+    let mut client_tls = None;
+    if matches!(
+        source::SourceUrl::parse(url),
+        Ok(source::SourceUrl::Etcd { .. })
+    ) && sopts.tls.cert.is_none()
+    {
+        match default_etcd_client(root, opts) {
+            Some(t) => {
+                log::info!("etcd client certificate: {}", t.from);
+                sopts.tls.cert = Some(t.cert);
+                sopts.tls.key = Some(t.key);
+                if sopts.tls.etcd_ca.is_none() && sopts.tls.ca.is_none() {
+                    sopts.tls.etcd_ca = Some(t.ca);
+                }
+                client_tls = Some(t.from);
+            }
+            None => log::warn!(
+                "etcd client certificate: none configured, none found on the host or in a backup"
+            ),
+        }
+    }
+    let started = std::time::Instant::now();
+    let src = source::open(url, &sopts).map_err(fail)?;
+    let fetched =
+        source::fetch(src.as_ref(), dir, sopts.sha256.as_ref(), progress).map_err(fail)?;
     log::info!(
         "fetched {} ({} bytes, sha256 {})",
         src.describe(),
         fetched.len,
         fetched.sha256_hex()
     );
-    Ok(if fetched.temporary {
-        fetched.keep()
-    } else {
-        fetched.path.clone()
-    })
+    let info = FetchInfo {
+        url: source::redact(url),
+        from: src.describe(),
+        bytes: fetched.len,
+        sha256: fetched.sha256_hex(),
+        seconds: started.elapsed().as_secs_f64(),
+        client_tls,
+    };
+    if !fetched.temporary {
+        return Ok((fetched.path.clone(), info));
+    }
+    let name = fetched_name(src.file_name());
+    let to = dir.join(&name);
+    let from = fetched.keep();
+    fs::rename(&from, &to)
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&from);
+        })
+        .map_err(io_err("naming the fetched backup", &to))?;
+    Ok((to, info))
 }
 
 fn location_under(loc: &Location, p: &Path) -> bool {

@@ -33,6 +33,21 @@ pub struct FileDiff {
     pub diff: String,
 }
 
+/// What was fetched for a recovery from a URL source.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchInfo {
+    /// The source URL, redacted.
+    pub url: String,
+    /// What was fetched, as the source describes it (the S3 key `latest` chose, the endpoint).
+    pub from: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub seconds: f64,
+    /// Where the etcd client certificate came from when none was configured.
+    pub client_tls: Option<String>,
+}
+
 /// Everything a recovery did, for `report.json`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -49,6 +64,8 @@ pub struct Report {
     /// Every backup candidate found and why it was or was not chosen.
     pub candidates: serde_json::Value,
     pub source: Option<String>,
+    /// Set when the backup was fetched from a URL.
+    pub fetch: Option<FetchInfo>,
     pub member: Option<serde_json::Value>,
     pub plan: Vec<String>,
     pub steps: Vec<StepOutcome>,
@@ -70,6 +87,7 @@ impl Report {
             config: serde_json::Value::Null,
             candidates: serde_json::Value::Null,
             source: None,
+            fetch: None,
             member: None,
             plan: Vec::new(),
             steps: Vec::new(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 
-use super::{SnapshotSource, SourceError, SourceOptions, Staging, TlsFiles};
+use super::{Pem, SnapshotSource, SourceError, SourceOptions, Staging, TlsFiles};
 use crate::progress::Progress;
 
 /// Why one member gave no snapshot: try the next one, or stop (the host disk failed).
@@ -28,8 +28,11 @@ pub struct EtcdSource {
 }
 
 impl EtcdSource {
+    /// Needs the members' CA (`tls.etcd_ca`, else `tls.ca`); the client certificate and key
+    /// (both or neither) are needed by members that check client certificates, as kubeadm's do.
     pub fn new(endpoints: Vec<String>, opts: &SourceOptions) -> Result<Self, SourceError> {
-        if opts.tls.ca.is_none() || opts.tls.cert.is_none() || opts.tls.key.is_none() {
+        let no_ca = opts.tls.etcd_ca.is_none() && opts.tls.ca.is_none();
+        if no_ca || opts.tls.cert.is_some() != opts.tls.key.is_some() {
             return Err(SourceError::EtcdNeedsTls {
                 url: format!("etcd://{}", endpoints.join(",")),
             });
@@ -47,21 +50,24 @@ impl EtcdSource {
     }
 
     fn tls_options(&self) -> Result<TlsOptions, SourceError> {
-        let read = |p: &Option<std::path::PathBuf>| -> Result<Vec<u8>, SourceError> {
-            let Some(p) = p else {
-                return Err(SourceError::EtcdNeedsTls { url: self.url() });
-            };
-            std::fs::read(p).map_err(|source| SourceError::ClientCert {
-                path: p.clone(),
+        let read = |p: &Pem| -> Result<Vec<u8>, SourceError> {
+            p.read().map_err(|source| SourceError::ClientCert {
+                pem: p.to_string(),
                 source,
             })
         };
-        let ca = read(&self.tls.ca)?;
-        let cert = read(&self.tls.cert)?;
-        let key = read(&self.tls.key)?;
-        Ok(TlsOptions::new()
-            .ca_certificate(Certificate::from_pem(ca))
-            .identity(Identity::from_pem(cert, key)))
+        let Some(ca) = self.tls.etcd_ca.as_ref().or(self.tls.ca.as_ref()) else {
+            return Err(SourceError::EtcdNeedsTls { url: self.url() });
+        };
+        let ca = ca.read().map_err(|source| SourceError::CaFile {
+            pem: ca.to_string(),
+            source,
+        })?;
+        let mut tls = TlsOptions::new().ca_certificate(Certificate::from_pem(ca));
+        if let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(tls)
     }
 
     async fn fetch_one(

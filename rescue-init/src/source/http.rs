@@ -3,7 +3,6 @@
 //! alone), redirects bounded, plain http only with a sha256 pin, and resume with `Range:`
 //! after a dropped connection. Also the transport of the S3 source.
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,24 +13,24 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
 use super::staging::CHUNK;
-use super::{redact, SourceError, SourceOptions, Staging, TlsFiles};
+use super::{redact, Pem, SourceError, SourceOptions, Staging, TlsFiles};
 use crate::progress::Progress;
 
 /// Reads every certificate of a PEM bundle.
-pub(crate) fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, SourceError> {
-    let pem = std::fs::read(path).map_err(|source| SourceError::CaFile {
-        path: path.to_path_buf(),
+pub(crate) fn read_pem_certs(ca: &Pem) -> Result<Vec<CertificateDer<'static>>, SourceError> {
+    let pem = ca.read().map_err(|source| SourceError::CaFile {
+        pem: ca.to_string(),
         source,
     })?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|e| SourceError::CaPem {
-            path: path.to_path_buf(),
+            pem: ca.to_string(),
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
         return Err(SourceError::CaPem {
-            path: path.to_path_buf(),
+            pem: ca.to_string(),
             reason: "no CERTIFICATE block".into(),
         });
     }
@@ -47,7 +46,7 @@ pub(crate) fn rustls_config(tls: &TlsFiles) -> Result<rustls::ClientConfig, Sour
     if let Some(ca) = &tls.ca {
         for cert in read_pem_certs(ca)? {
             roots.add(cert).map_err(|e| SourceError::CaPem {
-                path: ca.clone(),
+                pem: ca.to_string(),
                 reason: e.to_string(),
             })?;
         }
@@ -394,23 +393,62 @@ impl HttpSource {
     }
 }
 
+/// Adds `Authorization: Bearer` for requests to the origin of `first` only: a resume that
+/// goes straight to where a redirect led (a mirror, a presigned URL) never gets the token,
+/// just as reqwest drops it on a redirect to another host.
+pub(crate) fn bearer<'a>(
+    token: Option<&'a super::Secret>,
+    first: &Url,
+) -> impl Fn(&Url, RequestBuilder) -> RequestBuilder + 'a {
+    let origin = first.origin();
+    move |u: &Url, r: RequestBuilder| match token {
+        Some(t) if u.origin() == origin => r.bearer_auth(t.expose()),
+        _ => r,
+    }
+}
+
+/// The error for a non-success status of a plain http(s) request.
+pub(crate) fn status_error(shown: &str, status: StatusCode, token: bool) -> SourceError {
+    match status {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SourceError::HttpAuth {
+            url: shown.to_string(),
+            status: status.as_u16(),
+            hint: if token {
+                "the bearer token (http_token) was refused; check it"
+            } else {
+                "the server wants credentials: give a bearer token (http_token in the plan or rescue.http_token=) or a presigned URL"
+            },
+        },
+        _ => SourceError::HttpStatus {
+            url: shown.to_string(),
+            status: status.as_u16(),
+        },
+    }
+}
+
 impl super::SnapshotSource for HttpSource {
     fn describe(&self) -> String {
         self.shown.clone()
     }
 
+    fn file_name(&self) -> Option<String> {
+        self.url
+            .path_segments()
+            .and_then(|mut s| s.next_back().map(str::to_owned))
+            .filter(|n| !n.is_empty())
+    }
+
     fn fetch(&self, staging: &mut Staging, progress: &mut Progress) -> Result<(), SourceError> {
         let shown = self.shown.clone();
-        let on_error = move |status: StatusCode, _body: &str| SourceError::HttpStatus {
-            url: shown.clone(),
-            status: status.as_u16(),
-        };
+        let token = self.opts.http_token.as_ref();
+        let on_error =
+            move |status: StatusCode, _body: &str| status_error(&shown, status, token.is_some());
         download(
             &self.client,
             &self.url,
             &self.shown,
             &self.opts,
-            &|_, r| r,
+            &bearer(token, &self.url),
             &on_error,
             staging,
             progress,

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub use crate::pem::Pem;
 use crate::progress::Progress;
 
 pub use etcd::EtcdSource;
@@ -48,23 +49,23 @@ pub enum SourceError {
     BadPin { value: String },
     #[error("refusing plain http for {url}: nothing would prove the bytes are the right ones; give a sha256 pin (--sha256 / rescue.sha256=) or use https")]
     PlainHttpNeedsPin { url: String },
-    #[error("cannot read CA bundle {path}")]
+    #[error("cannot read CA bundle {pem}")]
     CaFile {
-        path: PathBuf,
+        pem: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("CA bundle {path} holds no usable PEM certificate ({reason})")]
-    CaPem { path: PathBuf, reason: String },
-    #[error("cannot read client certificate or key {path}")]
+    #[error("CA bundle {pem} holds no usable PEM certificate ({reason})")]
+    CaPem { pem: String, reason: String },
+    #[error("cannot read client certificate or key {pem}")]
     ClientCert {
-        path: PathBuf,
+        pem: String,
         #[source]
         source: std::io::Error,
     },
     #[error("TLS setup failed: {reason}")]
     TlsSetup { reason: String },
-    #[error("TLS with {url} failed: the server's certificate is not trusted or the handshake was refused; pass the CA that signed it with --cacert (rescue.cacert=)")]
+    #[error("TLS with {url} failed: the server's certificate is not trusted or the handshake was refused; pass the CA that signed it with --cacert (rescue.ca= or the plan's ca:)")]
     Tls {
         url: String,
         #[source]
@@ -82,6 +83,12 @@ pub enum SourceError {
     RedirectToHttp { url: String, to: String },
     #[error("{url} answered HTTP {status}")]
     HttpStatus { url: String, status: u16 },
+    #[error("{url} answered HTTP {status}: {hint}")]
+    HttpAuth {
+        url: String,
+        status: u16,
+        hint: &'static str,
+    },
     #[error("download of {url} failed after {attempts} attempts")]
     Transfer {
         url: String,
@@ -141,7 +148,7 @@ pub enum SourceError {
     },
     #[error("S3 listing of {url} is malformed: {reason}")]
     S3Listing { url: String, reason: String },
-    #[error("etcd source {url} needs TLS client files: pass --cacert, --cert and --key (rescue.cacert/cert/key=), e.g. /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key")]
+    #[error("etcd source {url} needs the etcd CA and a client certificate, and none was given or found on the host or in a backup: pass --cacert, --cert and --key (rescue.etcd_cacert=, rescue.etcd_cert=, rescue.etcd_key= or the plan's keys), e.g. /etc/kubernetes/pki/etcd/ca.crt and healthcheck-client.crt/.key")]
     EtcdNeedsTls { url: String },
     #[error("no etcd member of {url} gave a snapshot; tried: {}", tried.join("; "))]
     EtcdAllFailed { url: String, tried: Vec<String> },
@@ -213,17 +220,20 @@ pub(crate) fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// TLS material, all PEM files.
+/// TLS material: PEM files or inline PEM.
 #[derive(Debug, Clone, Default)]
 pub struct TlsFiles {
-    /// CA bundle added to the built-in roots (or used alone with `ca_only`).
-    pub ca: Option<PathBuf>,
+    /// CA bundle added to the built-in roots (or used alone with `ca_only`) for https and s3;
+    /// also for etcd when `etcd_ca` is not set.
+    pub ca: Option<Pem>,
     /// Trust only `ca`, not the built-in roots.
     pub ca_only: bool,
+    /// CA of the etcd members, when it differs from `ca`.
+    pub etcd_ca: Option<Pem>,
     /// Client certificate (etcd mTLS).
-    pub cert: Option<PathBuf>,
+    pub cert: Option<Pem>,
     /// Client key (etcd mTLS).
-    pub key: Option<PathBuf>,
+    pub key: Option<Pem>,
 }
 
 /// Static S3 keys.
@@ -269,6 +279,8 @@ pub struct SourceOptions {
     /// Accept plain http without a pin (a lab on loopback). Integrity then rests only on the
     /// snapshot's own sha256 trailer, which guards against corruption, not against an attacker.
     pub insecure_http: bool,
+    /// Bearer token sent to the origin of an http(s) source, plan or callback URL.
+    pub http_token: Option<Secret>,
     /// Attempts after the first on a dropped connection (each resumes with `Range:`).
     pub retries: u32,
     pub max_redirects: usize,
@@ -284,6 +296,7 @@ impl Default for SourceOptions {
             tls: TlsFiles::default(),
             s3: S3Options::default(),
             insecure_http: false,
+            http_token: None,
             retries: 5,
             max_redirects: 5,
             connect_timeout: Duration::from_secs(10),
@@ -437,6 +450,13 @@ pub trait SnapshotSource {
 
     /// A local file usable in place, without a copy.
     fn local_path(&self) -> Option<&Path> {
+        None
+    }
+
+    /// The file's name at the origin (the URL's last segment, the S3 key's base name), so that
+    /// a fetched backup keeps the name its layout may be recognised by. Known after `fetch`
+    /// for `s3://…/latest`.
+    fn file_name(&self) -> Option<String> {
         None
     }
 }

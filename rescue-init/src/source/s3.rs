@@ -36,6 +36,8 @@ pub struct S3Source {
     creds: Option<S3Credentials>,
     opts: SourceOptions,
     client: Client,
+    /// The key `fetch` downloaded (for `latest`, the one the listing chose).
+    fetched_key: std::cell::OnceCell<String>,
 }
 
 impl S3Source {
@@ -85,6 +87,7 @@ impl S3Source {
             region,
             creds: opts.s3.credentials.clone(),
             opts: opts.clone(),
+            fetched_key: std::cell::OnceCell::new(),
         })
     }
 
@@ -266,8 +269,17 @@ impl SnapshotSource for S3Source {
         )
     }
 
+    fn file_name(&self) -> Option<String> {
+        let key = self.fetched_key.get().unwrap_or(&self.key);
+        key.rsplit('/')
+            .next()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+    }
+
     fn fetch(&self, staging: &mut Staging, progress: &mut Progress) -> Result<(), SourceError> {
         let key = self.resolve()?;
+        let _ = self.fetched_key.set(key.clone());
         let shown = self.shown(&key);
         let url = self.url(&key, &[])?;
         let creds = self.creds(&shown)?;

@@ -8,9 +8,9 @@ use crate::common::{self, entries, pki, Etcd};
 
 fn tls_opts(p: &common::Pki) -> SourceOptions {
     let mut o = SourceOptions::default();
-    o.tls.ca = Some(p.ca.clone());
-    o.tls.cert = Some(p.client_cert.clone());
-    o.tls.key = Some(p.client_key.clone());
+    o.tls.ca = Some(p.ca.clone().into());
+    o.tls.cert = Some(p.client_cert.clone().into());
+    o.tls.key = Some(p.client_key.clone().into());
     o.connect_timeout = std::time::Duration::from_secs(3);
     o
 }
@@ -103,7 +103,7 @@ fn etcd_with_an_untrusted_client_fails_clearly() -> Result<()> {
     let e = Etcd::start(&bin, &tmp.path().join("m"), Some(&p))?;
     let mut o = tls_opts(&p);
     // Trusting another CA: the server's certificate is refused.
-    o.tls.ca = Some(p.other_ca.clone());
+    o.tls.ca = Some(p.other_ca.clone().into());
     let url = format!("etcd://127.0.0.1:{}", e.server.port);
     let src = source::open(&url, &o)?;
     let err = source::fetch(src.as_ref(), tmp.path(), None, &mut Progress::hidden())
@@ -112,17 +112,34 @@ fn etcd_with_an_untrusted_client_fails_clearly() -> Result<()> {
     Ok(())
 }
 
-/// `recover --plan` naming `etcd://` members (the first one dead) with client certificates in
-/// the plan: the snapshot streamed from the surviving member recovers a host, and etcd started
-/// from the rewritten manifest serves the member's keys.
-#[test]
-fn recover_a_host_from_a_surviving_member() -> Result<()> {
+/// How a recovery from a member gets its TLS material.
+enum Tls {
+    /// Paths in a plan file.
+    PlanPaths,
+    /// The PEM text inline in a plan file.
+    PlanInline,
+    /// `--cacert`, `--cert`, `--key`.
+    Flags,
+    /// Nothing given: the host's kube-apiserver etcd client files (kubeadm).
+    Host,
+    /// Nothing given and none on the host: a Deckhouse `kube-backup.tar.gz` on the host holds
+    /// them.
+    Backup,
+}
+
+/// `recover` from `etcd://` members (the first one dead): the snapshot streamed from the
+/// surviving member recovers a host, and etcd started from the rewritten manifest serves the
+/// member's keys. Returns the report.
+fn recover_from_member(tls: Tls) -> Result<()> {
     use rescue_tests::hostroot::{self, HostRoot, Node};
     use rescue_tests::recovery::{self, MemberFlags};
-    let Some(bin) = common::etcd_or_skip("recover_a_host_from_a_surviving_member")? else {
+    let Some(bin) = common::etcd_or_skip("recover_from_member")? else {
         return Ok(());
     };
     let Some(tools) = rescue_tests::Tools::require() else {
+        return Ok(());
+    };
+    let Some(src) = recovery::source() else {
         return Ok(());
     };
     let tmp = tempfile::tempdir()?;
@@ -131,25 +148,109 @@ fn recover_a_host_from_a_surviving_member() -> Result<()> {
     e.fill(20, 64 << 10)?;
     let want_keys = e.ctl(&["get", "", "--from-key", "--keys-only"])?;
     let dead = common::free_port()?;
-    let plan = tmp.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        format!(
-            "source: etcd://127.0.0.1:{dead},127.0.0.1:{}\netcd_cacert: {}\netcd_cert: {}\netcd_key: {}\n",
-            e.server.port,
-            p.ca.display(),
-            p.client_cert.display(),
-            p.client_key.display()
-        ),
-    )?;
+    let url = format!("etcd://127.0.0.1:{dead},127.0.0.1:{}", e.server.port);
     let node = Node::loopback("master-0", "127.0.0.1");
     let root = HostRoot::new()?;
     hostroot::host_kubernetes(&root, &node)?;
     recovery::stale_data_dir(&root);
-    let out = recovery::recover_ok(root.path(), &["--plan", &plan.to_string_lossy()]);
+    let plan = tmp.path().join("plan.yaml");
+    let read = |f: &std::path::Path| std::fs::read_to_string(f);
+    let indent = |t: String| t.trim_end().replace('\n', "\n  ");
+    let mut args: Vec<String> = vec!["--source".into(), url.clone()];
+    let real = [
+        ("pki/etcd/ca.crt", &p.ca),
+        ("pki/apiserver-etcd-client.crt", &p.client_cert),
+        ("pki/apiserver-etcd-client.key", &p.client_key),
+    ];
+    match tls {
+        Tls::PlanPaths => std::fs::write(
+            &plan,
+            format!(
+                "etcd_cacert: {}\netcd_cert: {}\netcd_key: {}\n",
+                p.ca.display(),
+                p.client_cert.display(),
+                p.client_key.display()
+            ),
+        )?,
+        Tls::PlanInline => std::fs::write(
+            &plan,
+            format!(
+                "etcd_cacert: |\n  {}\netcd_cert: |\n  {}\netcd_key: |\n  {}\n",
+                indent(read(&p.ca)?),
+                indent(read(&p.client_cert)?),
+                indent(read(&p.client_key)?)
+            ),
+        )?,
+        Tls::Flags => {
+            std::fs::write(&plan, "")?;
+            for (flag, f) in [
+                ("--cacert", &p.ca),
+                ("--cert", &p.client_cert),
+                ("--key", &p.client_key),
+            ] {
+                args.extend([flag.to_string(), f.to_string_lossy().into_owned()]);
+            }
+        }
+        Tls::Host => {
+            std::fs::write(&plan, "")?;
+            for (rel, f) in real {
+                std::fs::copy(f, root.join("etc/kubernetes").join(rel))?;
+            }
+        }
+        Tls::Backup => {
+            std::fs::write(&plan, "")?;
+            // The host has lost its etcd client files; a backup of /etc/kubernetes has them.
+            for rel in ["pki/etcd", "pki/apiserver-etcd-client.crt"] {
+                let path = root.join("etc/kubernetes").join(rel);
+                if path.is_dir() {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
+                }
+            }
+            let scratch = HostRoot::new()?;
+            let tree = scratch.join("kubernetes");
+            hostroot::write_kubernetes_tree(&tree, &node)?;
+            for (rel, f) in real {
+                std::fs::copy(f, tree.join(rel))?;
+            }
+            let tgz = rescue_tests::tarw::tar_gz_dir(
+                &tree,
+                "./kubernetes",
+                &[("./etcd-backup.snapshot", &src.snapshot)],
+            )?;
+            hostroot::write_file(&root.join("root/kube-backup.tar.gz"), &tgz, 0o600)?;
+        }
+    }
+    args.extend(["--plan".into(), plan.to_string_lossy().into_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = recovery::recover_ok(root.path(), &args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(stdout.contains("RESCUE RESULT: OK"), "{stdout}");
     ensure!(stdout.contains("fetched from etcd://"), "{stdout}");
+    let report_dir = std::fs::read_dir(root.join("var/log/rescue-init"))?
+        .next()
+        .context("report dir")??
+        .path();
+    let report = std::fs::read_to_string(report_dir.join("report.json"))?;
+    let key_body: String = read(&p.client_key)?
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    ensure!(
+        !report.contains(&key_body),
+        "the client key reached the report"
+    );
+    let r: serde_json::Value = serde_json::from_str(&report)?;
+    let from = r["fetch"]["clientTls"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    match tls {
+        Tls::Host => ensure!(from.contains("kube-apiserver.yaml"), "{from:?}"),
+        Tls::Backup => ensure!(from.contains("kube-backup.tar.gz"), "{from:?}"),
+        _ => ensure!(from.is_empty(), "{from:?}"),
+    }
     recovery::check_stale_moved_aside(&root);
     let flags = MemberFlags::from(
         root.path(),
@@ -178,4 +279,29 @@ fn recover_a_host_from_a_surviving_member() -> Result<()> {
     );
     ensure!(ctl.revision() > 1_000_000_000, "revision bumped");
     Ok(())
+}
+
+#[test]
+fn recover_from_a_member_with_tls_paths_in_the_plan() -> Result<()> {
+    recover_from_member(Tls::PlanPaths)
+}
+
+#[test]
+fn recover_from_a_member_with_inline_pem_in_the_plan() -> Result<()> {
+    recover_from_member(Tls::PlanInline)
+}
+
+#[test]
+fn recover_from_a_member_with_tls_flags() -> Result<()> {
+    recover_from_member(Tls::Flags)
+}
+
+#[test]
+fn recover_from_a_member_with_the_hosts_client_certificate() -> Result<()> {
+    recover_from_member(Tls::Host)
+}
+
+#[test]
+fn recover_from_a_member_with_the_client_certificate_of_a_backup() -> Result<()> {
+    recover_from_member(Tls::Backup)
 }

@@ -9,6 +9,8 @@ Prints the port on stdout once listening. Paths:
                    whole file, half the body, then a closed connection (a dropped transfer)
   /norange/NAME    like /files/NAME but ignores Range (always 200 with the whole file)
   /redirect/NAME   302 to /files/NAME
+  /auth/NAME       like /files/NAME, but only with `Authorization: Bearer <ROOT/.token>`
+                   (401 otherwise)
   /loop            302 to /loop, forever
   POST /callback   stores the body as ROOT/callback-N.json, answers 204
   POST /flaky      503 on the first request, then like /callback
@@ -63,9 +65,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
+    def authorized(self):
+        try:
+            token = open(os.path.join(self.server.root, ".token")).read().strip()
+        except OSError:
+            return False
+        return self.headers.get("Authorization") == "Bearer " + token
+
     def do_GET(self):
         p = self.path.split("?", 1)[0]
-        if p.startswith("/files/"):
+        if p.startswith("/auth/"):
+            if not self.authorized():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", "Bearer")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_file(p[len("/auth/"):])
+        elif p.startswith("/files/"):
             self.send_file(p[len("/files/"):])
         elif p.startswith("/drop/"):
             self.send_file(p[len("/drop/"):], drop=True)

@@ -10,4 +10,5 @@
 mod common;
 mod etcd;
 mod https;
+mod recover_https;
 mod s3;

@@ -258,6 +258,7 @@ fn s3_against_garage() -> Result<()> {
     ensure!(matches!(e, SourceError::S3Empty { .. }), "{e:?}");
     ensure!(entries(&staging)?.is_empty(), "{:?}", entries(&staging)?);
     recover_a_host_from_s3(&g, tmp.path())?;
+    recover_a_bare_host_from_an_s3_archive_with_flags(&g, tmp.path())?;
     Ok(())
 }
 
@@ -309,6 +310,89 @@ fn recover_a_host_from_s3(g: &Garage, dir: &Path) -> Result<()> {
         !std::fs::read_to_string(&report)?.contains(&g.secret),
         "the secret reached the report"
     );
+    let flags = MemberFlags::from(
+        root.path(),
+        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
+    );
+    recovery::check_server(
+        &tools,
+        &flags,
+        &src.state,
+        &node.name,
+        &node.peer_url(),
+        true,
+    );
+    recovery::check_stale_moved_aside(&root);
+    Ok(())
+}
+
+/// `recover --source s3://…/latest --s3-endpoint … --s3-region …` with the keys in the
+/// environment (never in argv): the newest object is a Deckhouse `kube-backup.tar.gz`, detected
+/// after the fetch like a local one, and it recovers a host that has no `/etc/kubernetes`. A
+/// wrong secret is a clear 403 and changes nothing.
+fn recover_a_bare_host_from_an_s3_archive_with_flags(g: &Garage, dir: &Path) -> Result<()> {
+    use rescue_tests::hostroot::{self, HostRoot, Node};
+    use rescue_tests::recovery::{self, MemberFlags};
+    let Some(tools) = rescue_tests::Tools::require() else {
+        return Ok(());
+    };
+    let Some(src) = recovery::source() else {
+        return Ok(());
+    };
+    let node = Node::loopback("master-0", "127.0.0.1");
+    let scratch = HostRoot::new()?;
+    let archive =
+        hostroot::deckhouse_kube_backup(&scratch, &src.snapshot, "kube-backup.tar.gz", &node)?;
+    let sha = sha256_file(&archive)?;
+    g.put("cluster-c/kube-backup-2024-06-01T02-00-00.tar.gz", &archive)?;
+    let old = dir.join("old.tar.gz");
+    std::fs::write(&old, blob(64 << 10, 9))?;
+    g.put("cluster-c/kube-backup-2024-05-31T02-00-00.tar.gz", &old)?;
+
+    let root = HostRoot::new()?;
+    recovery::stale_data_dir(&root);
+    let args = [
+        "--source",
+        "s3://snaps/cluster-c/latest",
+        "--s3-endpoint",
+        &g.endpoint,
+        "--s3-region",
+        "garage",
+        "--sha256",
+        &sha,
+    ];
+    // A wrong secret: 403, one error line naming it, the host unchanged.
+    let before = recovery::picture(root.path());
+    let out = recovery::recover_with_env(
+        root.path(),
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", g.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "{stderr}");
+    ensure!(stderr.contains("S3 refused"), "{stderr}");
+    recovery::assert_same_tree(&before, &recovery::picture(root.path()), &stderr);
+
+    let out = recovery::recover_with_env(
+        root.path(),
+        &args,
+        &[
+            ("AWS_ACCESS_KEY_ID", g.key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", g.secret.as_str()),
+        ],
+    );
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ensure!(out.status.success(), "{shown}");
+    ensure!(shown.contains("deckhouse kube-backup"), "{shown}");
+    ensure!(!shown.contains(&g.secret), "the secret reached the output");
+    ensure!(root.join("etc/kubernetes/admin.conf").is_file());
     let flags = MemberFlags::from(
         root.path(),
         &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
