@@ -3,19 +3,23 @@
 # binary with its config in a memdisk), from CD or as a USB disk. Byte-reproducible: no random IDs,
 # every timestamp from SOURCE_DATE_EPOCH (xorriso and mtools honour it).
 #
-# usage: image/build-iso.sh --kernel VMLINUZ --initrd INITRD [--out FILE] [--append "ARGS"]
+# usage: image/build-iso.sh --kernel VMLINUZ --initrd INITRD [--out FILE] [--append "ARGS"] [--add DIR]
 #   --append  extra kernel arguments, e.g. the rescue.* keys (defaults: console on VGA and serial)
+#   --add     a directory whose content goes to the ISO's root: backups, a CA bundle, a plan. The
+#             booted image mounts the medium read-only at /run/rescue-init/media/<device> and
+#             searches it for backups; rescue.ca=/ca.pem and rescue.plan=/plan.yaml find files there
 set -euo pipefail                                   # stop on the first failure, unset variable or failed pipe stage
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"   # image/ directory
 repo="$(cd "$here/.." && pwd)"                      # workspace root, for git and the default output
-kernel="" initrd="" out="$repo/build/image/rescue.iso" append=""   # defaults, overridden by flags
+kernel="" initrd="" out="$repo/build/image/rescue.iso" append="" add=""   # defaults, overridden by flags
 while [[ $# -gt 0 ]]; do                            # flags come in pairs
   case "$1" in
     --kernel) kernel="$2"; shift 2 ;;               # the bzImage (vmlinuz) with EFI stub
     --initrd) initrd="$2"; shift 2 ;;               # output of build-initramfs.sh
     --out) out="$2"; shift 2 ;;                     # where the ISO goes
     --append) append="$2"; shift 2 ;;               # rescue.* keys and test switches
+    --add) add="$2"; shift 2 ;;                     # operator files for the ISO root
     *) echo "build-iso: unknown argument $1" >&2; exit 2 ;;   # refuse typos
   esac
 done
@@ -68,6 +72,13 @@ TZ=UTC mmd -i "$iso/boot/efiboot.img" ::/EFI ::/EFI/BOOT
 touch -d "@$SOURCE_DATE_EPOCH" "$iso/efi-build/BOOTX64.EFI"   # mcopy -m keeps this mtime in the FAT entry
 TZ=UTC mcopy -m -i "$iso/boot/efiboot.img" "$iso/efi-build/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI   # the UEFI default loader path
 rm -rf "$iso/efi-build"                             # build inputs do not belong on the ISO
+if [[ -n "$add" ]]; then                            # the operator's files: backups, CA, plan
+  [[ -d "$add" ]] || { echo "build-iso: --add $add is not a directory" >&2; exit 2; }
+  for reserved in boot isolinux; do                 # never let them shadow the loaders
+    [[ ! -e "$add/$reserved" ]] || { echo "build-iso: --add $add must not hold /$reserved" >&2; exit 2; }
+  done
+  cp -a "$add/." "$iso/"                            # content only: the directory itself is not a level
+fi
 
 find "$iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +   # file dates are recorded in the ISO directory
 mkdir -p "$(dirname "$out")"   # the output directory may not exist yet

@@ -103,7 +103,7 @@ fn image() -> &'static Image {
     })
 }
 
-fn iso(append: &str, name: &str) -> PathBuf {
+fn iso(append: &str, name: &str, add: Option<&Path>) -> PathBuf {
     let im = image();
     let mut c = Command::new(repo().join("image/build-iso.sh"));
     c.arg("--kernel")
@@ -114,6 +114,9 @@ fn iso(append: &str, name: &str) -> PathBuf {
         .arg(im.dir.path().join(name))
         .arg("--append")
         .arg(append);
+    if let Some(dir) = add {
+        c.arg("--add").arg(dir);
+    }
     last_line(&sh(&mut c))
 }
 
@@ -404,7 +407,13 @@ enum Via {
     PxeFleet,
     /// [`Via::PxeFleet`] without the virtio RNG: TLS must not hang silently on entropy.
     PxeFleetNoRng,
+    /// PVH with the fleet network and a fixed SMBIOS UUID: rescue-init itself expands
+    /// `${mac}` and `${uuid}` in the plan URL (no iPXE in between).
+    PvhFleet,
 }
+
+/// The SMBIOS UUID of [`Via::PvhFleet`] (`-uuid`).
+const FLEET_UUID: &str = "5d3a1c2e-7b4f-4e8a-9c61-2f0b8d7e4a13";
 
 /// Boots `disk` (or no disk) by `how` with the `rescue.*` keys in `keys`.
 fn boot(how: Via, disk: Option<&Path>, keys: &str, work: &Path) -> Boot {
@@ -421,9 +430,33 @@ fn boot(how: Via, disk: Option<&Path>, keys: &str, work: &Path) -> Boot {
                 .arg("-append")
                 .arg(&append);
         }
+        Via::PvhFleet => {
+            let im = image();
+            c.args(["-netdev", "user,id=n0"])
+                .args([
+                    "-device",
+                    &format!("virtio-net-pci,netdev=n0,mac={FLEET_MAC}"),
+                    "-device",
+                    "virtio-rng-pci",
+                    "-uuid",
+                    FLEET_UUID,
+                    "-kernel",
+                ])
+                .arg(&im.vmlinux)
+                .arg("-initrd")
+                .arg(&im.initrd)
+                .arg("-append")
+                .arg(&append);
+        }
         Via::IsoBios | Via::IsoUefi => {
             // The ISO's own console arguments come first; the test's keys are appended.
-            let iso = iso(&append, &format!("{how:?}.iso"));
+            // Files in `work/media`, if any, go onto the ISO.
+            let media = work.join("media");
+            let iso = iso(
+                &append,
+                &format!("{how:?}.iso"),
+                media.is_dir().then_some(media.as_path()),
+            );
             if matches!(how, Via::IsoUefi) {
                 c.args(["-bios", OVMF]);
             }
@@ -817,6 +850,45 @@ fn iso_bios_and_uefi_recover_the_broken_master() {
     check_recovered(&tools, st, &disk, &b, t.path());
 }
 
+/// A backup on the boot medium: the ISO built with `--add` carries it and the host disk has
+/// none. The image mounts the CD read-only, finds the backup there and recovers the host.
+#[test]
+fn iso_with_the_backup_on_the_medium_recovers_a_host_without_one() {
+    let Some(tools) = enabled("iso_with_the_backup_on_the_medium_recovers_a_host_without_one")
+    else {
+        return;
+    };
+    let st = etcd_state(&tools);
+    let t = tempfile::tempdir().expect("tempdir");
+    let disk = broken_master_disk(t.path(), st, Backup::None, None);
+    put(
+        &t.path()
+            .join("media/backups/etcd-snapshot-20240102-030405.db"),
+        &std::fs::read(&st.backup).expect("backup"),
+    );
+    let b = boot(
+        Via::IsoBios,
+        Some(&disk.img),
+        "rescue.test_exit=1",
+        t.path(),
+    );
+    assert_eq!(b.code, Some(1), "{}", b.serial);
+    assert!(
+        b.serial.contains("boot medium sr0 mounted read-only"),
+        "{}",
+        b.serial
+    );
+    check_recovered_as(
+        &tools,
+        st,
+        &disk,
+        &b,
+        t.path(),
+        None,
+        "/run/rescue-init/media/sr0/backups/etcd-snapshot-20240102-030405.db",
+    );
+}
+
 #[test]
 fn pxe_recovers_the_broken_master() {
     let Some(tools) = enabled("pxe_recovers_the_broken_master") else {
@@ -1042,6 +1114,24 @@ fn pxe_fleet_plan_by_mac_https_snapshot_and_callback() {
     assert_eq!(b.code, Some(1), "{}", b.serial);
 }
 
+/// The fleet case with rescue-init expanding the plan URL itself: `${mac}` from the NIC that
+/// got the lease, `${uuid}` from /sys/class/dmi (QEMU `-uuid`); the plan's snapshot URL needs
+/// the plan's bearer token.
+#[test]
+fn pvh_fleet_expands_mac_and_uuid_and_sends_the_plans_token() {
+    let Some(tools) = enabled("pvh_fleet_expands_mac_and_uuid_and_sends_the_plans_token") else {
+        return;
+    };
+    let (b, _t) = fleet_case(&tools, Via::PvhFleet);
+    assert_eq!(b.code, Some(1), "{}", b.serial);
+    assert!(
+        b.serial
+            .contains(&format!("plan-{FLEET_MAC}-{FLEET_UUID}.yaml")),
+        "the expanded plan URL is logged:\n{}",
+        b.serial
+    );
+}
+
 /// The same boot without a virtio RNG (and no RDRAND under TCG): the kernel's pool may never
 /// fill, and TLS needs it. The run must end, recovered or with a clear message about what it
 /// waited for; never a silent hang.
@@ -1104,9 +1194,27 @@ fn fleet_case(tools: &Tools, how: Via) -> (Boot, tempfile::TempDir) {
         line.trim().parse().expect("port")
     };
     let base = format!("https://10.0.2.2:{port}");
+    // PXE: iPXE expands ${mac} in the boot script (as fleets using it do). PVH: rescue-init
+    // expands ${mac} and ${uuid}, and the snapshot sits behind a bearer token the plan gives.
+    const TOKEN: &str = "fleet-t0ken-5e";
+    let (template, plan_name, snapshot_url, token) = match how {
+        Via::PvhFleet => (
+            "plan-${mac}-${uuid}.yaml",
+            format!("plan-{FLEET_MAC}-{FLEET_UUID}.yaml"),
+            format!("{base}/auth/etcd-snapshot-20240102-030405.db"),
+            format!("http_token: {TOKEN}\n"),
+        ),
+        _ => (
+            "plan-${mac}.yaml",
+            format!("plan-{FLEET_MAC}.yaml"),
+            format!("{base}/files/etcd-snapshot-20240102-030405.db"),
+            String::new(),
+        ),
+    };
+    std::fs::write(www.join(".token"), TOKEN).expect("token");
     std::fs::write(
-        www.join(format!("plan-{FLEET_MAC}.yaml")),
-        format!("# plan of {FLEET_MAC}\nsource: {base}/files/etcd-snapshot-20240102-030405.db\nsha256: {sha}\n"),
+        www.join(plan_name),
+        format!("# plan of {FLEET_MAC}\nsource: {snapshot_url}\nsha256: {sha}\n{token}"),
     )
     .expect("plan");
     // No backup on the disk: the plan is the only way to one. The CA is on the host disk.
@@ -1118,11 +1226,10 @@ fn fleet_case(tools: &Tools, how: Via) -> (Boot, tempfile::TempDir) {
         None,
         &[("etc/rescue/ca.pem", ca_pem)],
     );
-    // iPXE expands ${mac} itself (as fleets using it do); rescue-init would too.
+    // The CA path is the host's: rescue-init finds it on the mounted host disk.
     let keys = format!(
-        "rescue.test_exit=1 rescue.root=LABEL=hostroot ip=dhcp \
-         rescue.ca=/run/rescue-init/host/etc/rescue/ca.pem \
-         rescue.plan={base}/files/plan-${{mac}}.yaml rescue.callback={base}/callback"
+        "rescue.test_exit=1 rescue.root=LABEL=hostroot ip=dhcp rescue.ca=/etc/rescue/ca.pem \
+         rescue.plan={base}/files/{template} rescue.callback={base}/callback"
     );
     let b = boot(how, Some(&disk.img), &keys, t.path());
     let _ = server.kill();
@@ -1154,6 +1261,10 @@ fn fleet_case(tools: &Tools, how: Via) -> (Boot, tempfile::TempDir) {
     assert!(
         !report.to_string().contains("BEGIN"),
         "no key material in the report"
+    );
+    assert!(
+        !report.to_string().contains(TOKEN) && !b.serial.contains(TOKEN),
+        "the token is neither in the report nor on the console"
     );
     check_recovered_from_fetched(&tools, st, &disk, &b, t.path());
     (b, t)

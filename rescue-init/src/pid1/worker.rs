@@ -15,18 +15,19 @@ use crate::sys::{MountOpts, Sys, SysError};
 /// Error type a recovery hook may return.
 pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The recovery run on the mounted host root (`recover --root <mountpoint>`). Its JSON
-/// result goes into the report. Any `Fn(&Path) -> Result<Value, HookError>` is a hook.
+/// The recovery run on the mounted host root (`recover --root <mountpoint>`), with the
+/// mounted boot media (read-only; searched for backups and CA files). Its JSON result goes
+/// into the report. Any `Fn(&Path, &[PathBuf]) -> Result<Value, HookError>` is a hook.
 pub trait RecoverHook {
-    fn recover(&self, root: &Path) -> Result<serde_json::Value, HookError>;
+    fn recover(&self, root: &Path, media: &[PathBuf]) -> Result<serde_json::Value, HookError>;
 }
 
 impl<F> RecoverHook for F
 where
-    F: Fn(&Path) -> Result<serde_json::Value, HookError>,
+    F: Fn(&Path, &[PathBuf]) -> Result<serde_json::Value, HookError>,
 {
-    fn recover(&self, root: &Path) -> Result<serde_json::Value, HookError> {
-        self(root)
+    fn recover(&self, root: &Path, media: &[PathBuf]) -> Result<serde_json::Value, HookError> {
+        self(root, media)
     }
 }
 
@@ -88,6 +89,9 @@ pub struct WorkerConfig {
     pub modules_dir: PathBuf,
     /// Mount point of the host root.
     pub mountpoint: PathBuf,
+    /// Where boot media (iso9660: the rescue CD or USB stick itself) are mounted read-only,
+    /// one directory per device.
+    pub media_dir: PathBuf,
     /// How long to wait for the host disk.
     pub disk_wait: Duration,
     /// Poll interval while waiting.
@@ -108,6 +112,7 @@ impl WorkerConfig {
             dev_root: PathBuf::from("/dev"),
             modules_dir: Path::new("/lib/modules").join(&kernel),
             mountpoint: PathBuf::from("/run/rescue-init/host"),
+            media_dir: PathBuf::from("/run/rescue-init/media"),
             disk_wait: Duration::from_secs(10),
             poll: Duration::from_millis(50),
             kernel,
@@ -315,6 +320,40 @@ impl Run<'_> {
             self.report.devices = blockdev::scan(&self.cfg.sys_root, &self.cfg.dev_root)
                 .map_err(WorkerError::Scan)?;
         }
+    }
+
+    /// Mounts every iso9660 file system (the rescue CD, or the hybrid ISO written to a USB
+    /// stick) read-only below `media_dir`, for backups and CA bundles put on the boot media.
+    /// A medium that does not mount is logged and skipped: it is optional.
+    fn mount_media(&mut self) -> Vec<PathBuf> {
+        let media: Vec<BlockDevice> = self
+            .report
+            .devices
+            .iter()
+            .filter(|d| d.fs.as_ref().is_some_and(|f| f.fstype == "iso9660"))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for dev in media {
+            let target = self.cfg.media_dir.join(&dev.name);
+            if let Err(e) = self.mount_fs(&dev, &target, MountOpts::RO) {
+                log::warn!("worker: boot medium {} not mounted: {e}", dev.name);
+                continue;
+            }
+            log::info!(
+                "worker: boot medium {} mounted read-only on {}",
+                dev.name,
+                target.display()
+            );
+            self.mounted.push(target.clone());
+            self.report.mounts.push(MountInfo {
+                device: dev.name.clone(),
+                target: target.clone(),
+                fstype: "iso9660".to_owned(),
+            });
+            out.push(target);
+        }
+        out
     }
 
     fn mount_extras(&mut self, root: &Path) -> Result<(), WorkerError> {
@@ -526,10 +565,11 @@ pub fn run_worker(
     );
 
     let mut failure: Option<WorkerError> = run.mount_extras(&root).err();
+    let media = run.mount_media();
     if failure.is_none() {
         run.mark("recover_start");
         match recover {
-            Some(hook) => match hook.recover(&root) {
+            Some(hook) => match hook.recover(&root, &media) {
                 Ok(v) => run.report.recover = Some(v),
                 Err(source) => {
                     // A failed recovery still has a report: keep it in the boot report.

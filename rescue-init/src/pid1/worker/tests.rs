@@ -79,6 +79,7 @@ fn host(with_disks: bool) -> Host {
         dev_root,
         modules_dir: mods,
         mountpoint: mnt,
+        media_dir: root.join("media"),
         disk_wait: Duration::from_secs(3),
         poll: Duration::from_millis(100),
         kernel: "6.1.0-test".to_owned(),
@@ -126,7 +127,7 @@ fn finds_the_host_by_its_kube_state_mounts_var_runs_the_hook_and_writes_the_repo
     let h = host(true);
     let sys = FakeSys::new();
     let seen_root = RefCell::new(None);
-    let hook = |root: &Path| -> Result<serde_json::Value, HookError> {
+    let hook = |root: &Path, _media: &[PathBuf]| -> Result<serde_json::Value, HookError> {
         *seen_root.borrow_mut() = Some(root.to_owned());
         Ok(serde_json::json!({"restored_keys": 3}))
     };
@@ -174,6 +175,51 @@ fn finds_the_host_by_its_kube_state_mounts_var_runs_the_hook_and_writes_the_repo
         .starts_with(h.cfg.mountpoint.join("var/log/rescue-init")));
 }
 
+/// An iso9660 device (the rescue CD) is never taken for the host, but it is mounted
+/// read-only as boot media and handed to the hook; it is unmounted before the host root.
+#[test]
+fn the_boot_medium_is_mounted_read_only_and_given_to_the_hook() {
+    let h = host(true);
+    let sys_root = h.cfg.sys_root.clone();
+    let d = sys_root.join("devices/ata/sr0");
+    std::fs::create_dir_all(&d).expect("test step");
+    std::fs::write(d.join("size"), "4096\n").expect("test step");
+    std::os::unix::fs::symlink(&d, sys_root.join("class/block/sr0")).expect("test step");
+    let isoroot = h._dir.path().join("isoroot");
+    std::fs::create_dir_all(&isoroot).expect("test step");
+    std::fs::write(isoroot.join("backup.db"), "x").expect("test step");
+    let st = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "RESCUE", "-o"])
+        .arg(h.cfg.dev_root.join("sr0"))
+        .arg(&isoroot)
+        .status()
+        .expect("xorriso");
+    assert!(st.success());
+    let sys = FakeSys::new();
+    let seen = RefCell::new(Vec::new());
+    let hook = |_: &Path, media: &[PathBuf]| -> Result<serde_json::Value, HookError> {
+        *seen.borrow_mut() = media.to_vec();
+        Ok(serde_json::json!({}))
+    };
+    let summary = run_worker(&h.cfg, &sys, Some(&hook)).expect("test step");
+    assert_eq!(summary.root_device, "vda", "the CD is never the host");
+    assert_eq!(*seen.borrow(), vec![h.cfg.media_dir.join("sr0")]);
+    assert_eq!(
+        mounts_and_umounts(&sys),
+        vec![
+            "mount vda mnt ro",
+            "umount mnt",
+            "mount vda mnt rw",
+            "mount vdb var rw",
+            "mount sr0 sr0 ro",
+            "sync",
+            "umount sr0",
+            "umount var",
+            "umount mnt"
+        ]
+    );
+}
+
 #[test]
 fn rescue_root_selects_the_device_without_probing() {
     let mut h = host(true);
@@ -210,7 +256,9 @@ fn no_host_disk_fails_after_the_wait_with_a_clear_message() {
 fn a_failing_recovery_still_writes_the_report_and_unmounts() {
     let h = host(true);
     let sys = FakeSys::new();
-    let hook = |_: &Path| -> Result<serde_json::Value, HookError> { Err("no backup found".into()) };
+    let hook = |_: &Path, _: &[PathBuf]| -> Result<serde_json::Value, HookError> {
+        Err("no backup found".into())
+    };
     let err = run_worker(&h.cfg, &sys, Some(&hook)).expect_err("must fail");
     assert_eq!(
         error_chain(&err),
