@@ -8,7 +8,8 @@ pkgs=(
   ovmf                                              # UEFI firmware for the ISO-UEFI and PXE-UEFI boots
   ipxe-qemu                                         # NIC option ROMs that run the PXE/iPXE boot
   xorriso                                           # writes the hybrid ISO
-  isolinux                                          # BIOS boot loader of the ISO (isolinux.bin, ldlinux.c32, isohdpfx.bin)
+  isolinux                                          # BIOS boot loader of the ISO (isolinux.bin, isohdpfx.bin)
+  syslinux-common                                   # ldlinux.c32, isolinux's second stage (only a recommendation of isolinux)
   grub-efi-amd64-bin                                # grub-mkimage's x86_64-efi modules for the UEFI loader
   grub-pc-bin                                       # grub i386-pc modules (grub-mkimage/grub-mkrescue need both trees)
   mtools                                            # builds the EFI FAT image without mounting it
