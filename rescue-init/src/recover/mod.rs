@@ -40,6 +40,8 @@ pub enum RecoverError {
     NoBackup { root: PathBuf, candidates: String },
     #[error("--source {0}: {1}")]
     Source(String, String),
+    #[error("the backup could not be fetched; the host was not changed")]
+    Fetch(#[source] source::SourceError),
     #[error("--source {backup}: not a usable backup: {reasons}")]
     Unusable { backup: String, reasons: String },
     #[error("the etcd member settings are unknown (a host without etcd configuration, e.g. RKE, needs --name and --advertise-address)")]
@@ -450,8 +452,7 @@ fn fetch_source(
     progress: &mut Progress,
 ) -> Result<(PathBuf, FetchInfo), RecoverError> {
     let mut sopts = source_options(cfg, &pem_bases(root, opts))?;
-    let fail =
-        |e: source::SourceError| RecoverError::Source(source::redact(url), crate::cli::chain(&e));
+    let fail = RecoverError::Fetch;
     let mut client_tls = None;
     if matches!(
         source::SourceUrl::parse(url),

@@ -414,9 +414,9 @@ pub(crate) fn status_error(shown: &str, status: StatusCode, token: bool) -> Sour
             url: shown.to_string(),
             status: status.as_u16(),
             hint: if token {
-                "the bearer token (http_token) was refused; check it"
+                "the bearer token (http_token) was refused; check it".into()
             } else {
-                "the server wants credentials: give a bearer token (http_token in the plan or rescue.http_token=) or a presigned URL"
+                "the server wants credentials: give a bearer token (http_token in the plan or rescue.http_token=) or a presigned URL".into()
             },
         },
         _ => SourceError::HttpStatus {
@@ -424,6 +424,15 @@ pub(crate) fn status_error(shown: &str, status: StatusCode, token: bool) -> Sour
             status: status.as_u16(),
         },
     }
+}
+
+/// Whether a URL is presigned (S3 SigV4 or V2, GCS): its query string is the credential.
+fn is_presigned(url: &Url) -> bool {
+    url.query_pairs().any(|(k, _)| {
+        ["x-amz-signature", "signature", "x-goog-signature"]
+            .iter()
+            .any(|p| k.eq_ignore_ascii_case(p))
+    })
 }
 
 impl super::SnapshotSource for HttpSource {
@@ -441,8 +450,20 @@ impl super::SnapshotSource for HttpSource {
     fn fetch(&self, staging: &mut Staging, progress: &mut Progress) -> Result<(), SourceError> {
         let shown = self.shown.clone();
         let token = self.opts.http_token.as_ref();
-        let on_error =
-            move |status: StatusCode, _body: &str| status_error(&shown, status, token.is_some());
+        let presigned = is_presigned(&self.url);
+        let on_error = move |status: StatusCode, body: &str| match status {
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED if presigned => {
+                let code = super::s3::tag(body, "Code").unwrap_or_else(|| "refused".into());
+                SourceError::HttpAuth {
+                    url: shown.clone(),
+                    status: status.as_u16(),
+                    hint: format!(
+                        "the presigned URL was refused ({code}): it expired or its signature does not match; presign it again"
+                    ),
+                }
+            }
+            _ => status_error(&shown, status, token.is_some()),
+        };
         download(
             &self.client,
             &self.url,
@@ -459,6 +480,31 @@ impl super::SnapshotSource for HttpSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presigned_urls_and_bearer_origin() {
+        let u = |s: &str| Url::parse(s).expect("url");
+        assert!(is_presigned(&u(
+            "https://b.s3.amazonaws.com/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=ab"
+        )));
+        assert!(is_presigned(&u("https://h/k?AWSAccessKeyId=x&Signature=y")));
+        assert!(!is_presigned(&u("https://h/k?version=2")));
+        // The token goes to the first URL's origin only.
+        let token = super::super::Secret::new("t");
+        let client = Client::new();
+        let auth = bearer(Some(&token), &u("https://a.example/x"));
+        let with = |url: &str| {
+            auth(&u(url), client.get(url))
+                .build()
+                .expect("request")
+                .headers()
+                .contains_key(reqwest::header::AUTHORIZATION)
+        };
+        assert!(with("https://a.example/y"));
+        assert!(!with("https://b.example/x"));
+        assert!(!with("https://a.example:8443/x"));
+        assert!(!with("http://a.example/x"));
+    }
 
     #[test]
     fn content_range() {

@@ -87,7 +87,7 @@ pub enum SourceError {
     HttpAuth {
         url: String,
         status: u16,
-        hint: &'static str,
+        hint: String,
     },
     #[error("download of {url} failed after {attempts} attempts")]
     Transfer {

@@ -333,7 +333,7 @@ fn s3_error(url: &str, status: StatusCode, body: &str) -> SourceError {
 }
 
 /// The text of the first `<name>…</name>` in `xml`, unescaped.
-fn tag(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn tag(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     let start = xml.find(&open)? + open.len();
