@@ -467,3 +467,48 @@ pub fn check_kept(
         }
     }
 }
+
+/// A kubeadm host recovered from `src` as `node`: etcd started with the flags of the
+/// rewritten `etc/kubernetes/manifests/etcd.yaml` serves one member and every key (see
+/// [`check_server`]), and the stale data dir was moved aside.
+pub fn check_recovered_kubeadm(
+    tools: &Tools,
+    root: &HostRoot,
+    src: &Source,
+    node: &hostroot::Node,
+) {
+    let flags = MemberFlags::from(
+        root.path(),
+        &parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
+    );
+    check_server(
+        tools,
+        &flags,
+        &src.state,
+        &node.name,
+        &node.peer_url(),
+        true,
+    );
+    check_stale_moved_aside(root);
+}
+
+/// The `report.json` of the one recovery run on `root`.
+pub fn report_json(root: &HostRoot) -> serde_json::Value {
+    let dir = fs::read_dir(root.join("var/log/rescue-init"))
+        .expect("report dir")
+        .next()
+        .expect("one report")
+        .expect("report dir entry")
+        .path();
+    serde_json::from_slice(&fs::read(dir.join("report.json")).expect("report.json"))
+        .expect("report json")
+}
+
+/// stdout and stderr of a run, one after the other.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

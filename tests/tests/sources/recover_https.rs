@@ -2,9 +2,9 @@
 //! through the same layout detection as a local one (a Deckhouse `kube-backup.tar.gz` recovers a
 //! host with no `/etc/kubernetes`), a bearer token from the plan is sent and never shown, a
 //! missing token is a clear 401, and a hostile archive is refused with the host unchanged.
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use rescue_tests::hostroot::{self, HostRoot, Node};
-use rescue_tests::recovery::{self, MemberFlags};
+use rescue_tests::recovery;
 use rescue_tests::tarw::{self, TarEntry};
 
 use crate::common::{http_server, pki, sha256_file};
@@ -22,15 +22,28 @@ fn no_fetch_leftovers(root: &HostRoot) -> Result<()> {
     Ok(())
 }
 
-/// The report of the one recovery on `root`.
-fn report(root: &HostRoot) -> Result<serde_json::Value> {
-    let dir = std::fs::read_dir(root.join("var/log/rescue-init"))?
-        .next()
-        .context("report dir")??
-        .path();
-    Ok(serde_json::from_slice(&std::fs::read(
-        dir.join("report.json"),
-    )?)?)
+/// A test HTTPS server serving `files` (name, bytes) and a `.token`, with its CA.
+struct Www {
+    tmp: tempfile::TempDir,
+    ca: String,
+    server: crate::common::Server,
+}
+
+fn serve(files: &[(&str, &[u8])]) -> Result<Www> {
+    let tmp = tempfile::tempdir()?;
+    let p = pki(tmp.path())?;
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www)?;
+    std::fs::write(www.join(".token"), TOKEN)?;
+    for (name, data) in files {
+        std::fs::write(www.join(name), data)?;
+    }
+    let server = http_server(&www, Some(&p), &tmp.path().join("server.log"))?;
+    Ok(Www {
+        ca: p.ca.to_string_lossy().into_owned(),
+        tmp,
+        server,
+    })
 }
 
 #[test]
@@ -41,20 +54,17 @@ fn deckhouse_archive_over_https_with_a_token_recovers_a_bare_host() -> Result<()
     let Some(src) = recovery::source() else {
         return Ok(());
     };
-    let tmp = tempfile::tempdir()?;
-    let p = pki(tmp.path())?;
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www)?;
-    std::fs::write(www.join(".token"), TOKEN)?;
     let node = Node::loopback("master-0", "127.0.0.1");
     let scratch = HostRoot::new()?;
     let archive =
         hostroot::deckhouse_kube_backup(&scratch, &src.snapshot, "kube-backup.tar.gz", &node)?;
-    std::fs::copy(&archive, www.join("kube-backup.tar.gz"))?;
     let sha = sha256_file(&archive)?;
-    let srv = http_server(&www, Some(&p), &tmp.path().join("server.log"))?;
-    let url = format!("https://127.0.0.1:{}/auth/kube-backup.tar.gz", srv.port);
-    let ca = p.ca.to_string_lossy().into_owned();
+    let w = serve(&[("kube-backup.tar.gz", &std::fs::read(&archive)?)])?;
+    let url = format!(
+        "https://127.0.0.1:{}/auth/kube-backup.tar.gz",
+        w.server.port
+    );
+    let ca = w.ca.clone();
 
     // A bare host: a stale data dir, no /etc/kubernetes; the archive brings it.
     let root = HostRoot::new()?;
@@ -66,21 +76,17 @@ fn deckhouse_archive_over_https_with_a_token_recovers_a_bare_host() -> Result<()
     );
     ensure!(stderr.contains("http_token"), "{stderr}");
 
-    let plan = tmp.path().join("plan.yaml");
+    let plan = w.tmp.path().join("plan.yaml");
     std::fs::write(&plan, format!("http_token: {TOKEN}\nsha256: {sha}\n"))?;
     let plan = plan.to_string_lossy().into_owned();
     let out = recovery::recover_ok(
         root.path(),
         &["--plan", &plan, "--source", &url, "--cacert", &ca],
     );
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = recovery::output_text(&out);
     ensure!(shown.contains("deckhouse kube-backup"), "{shown}");
     ensure!(!shown.contains(TOKEN), "the token reached the output");
-    let r = report(&root)?;
+    let r = recovery::report_json(&root);
     ensure!(
         !r.to_string().contains(TOKEN),
         "the token reached the report"
@@ -96,19 +102,7 @@ fn deckhouse_archive_over_https_with_a_token_recovers_a_bare_host() -> Result<()
     no_fetch_leftovers(&root)?;
     // The archive's /etc/kubernetes is in place, and etcd starts from its rewritten manifest.
     ensure!(root.join("etc/kubernetes/admin.conf").is_file());
-    let flags = MemberFlags::from(
-        root.path(),
-        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
-    );
-    recovery::check_server(
-        &tools,
-        &flags,
-        &src.state,
-        &node.name,
-        &node.peer_url(),
-        true,
-    );
-    recovery::check_stale_moved_aside(&root);
+    recovery::check_recovered_kubeadm(&tools, &root, src, &node);
     Ok(())
 }
 
@@ -117,10 +111,6 @@ fn hostile_archive_over_https_changes_nothing() -> Result<()> {
     let Some(src) = recovery::source() else {
         return Ok(());
     };
-    let tmp = tempfile::tempdir()?;
-    let p = pki(tmp.path())?;
-    let www = tmp.path().join("www");
-    std::fs::create_dir_all(&www)?;
     let node = Node::loopback("master-0", "127.0.0.1");
     let tar = tarw::tar(&[
         TarEntry::file("./etcd-backup.snapshot", &src.snapshot).mode(0o600),
@@ -133,17 +123,15 @@ fn hostile_archive_over_https_changes_nothing() -> Result<()> {
         .mode(0o600),
         TarEntry::file("./kubernetes/../../../../tmp/evil", b"x"),
     ])?;
-    std::fs::write(www.join("kube-backup.tar.gz"), tarw::gzip(&tar)?)?;
-    let srv = http_server(&www, Some(&p), &tmp.path().join("server.log"))?;
-    let url = format!("https://127.0.0.1:{}/files/kube-backup.tar.gz", srv.port);
+    let w = serve(&[("kube-backup.tar.gz", &tarw::gzip(&tar)?)])?;
+    let url = format!(
+        "https://127.0.0.1:{}/files/kube-backup.tar.gz",
+        w.server.port
+    );
 
     let root = HostRoot::new()?;
     hostroot::host_kubernetes(&root, &node)?;
     recovery::stale_data_dir(&root);
-    recovery::assert_refused(
-        root.path(),
-        &["--source", &url, "--cacert", &p.ca.to_string_lossy()],
-        "..",
-    );
+    recovery::assert_refused(root.path(), &["--source", &url, "--cacert", &w.ca], "..");
     Ok(())
 }

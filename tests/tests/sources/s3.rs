@@ -268,7 +268,7 @@ fn s3_against_garage() -> Result<()> {
 /// manifest with every key of the source.
 fn recover_a_host_from_s3(g: &Garage, dir: &Path) -> Result<()> {
     use rescue_tests::hostroot::{self, HostRoot, Node};
-    use rescue_tests::recovery::{self, MemberFlags};
+    use rescue_tests::recovery;
     let Some(tools) = rescue_tests::Tools::require() else {
         return Ok(());
     };
@@ -302,28 +302,11 @@ fn recover_a_host_from_s3(g: &Garage, dir: &Path) -> Result<()> {
         "{stdout}"
     );
     ensure!(!stdout.contains(&g.secret), "the secret reached the output");
-    let report = std::fs::read_dir(root.join("var/log/rescue-init"))?
-        .next()
-        .context("report dir")??
-        .path()
-        .join("report.json");
     ensure!(
-        !std::fs::read_to_string(&report)?.contains(&g.secret),
+        !recovery::report_json(&root).to_string().contains(&g.secret),
         "the secret reached the report"
     );
-    let flags = MemberFlags::from(
-        root.path(),
-        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
-    );
-    recovery::check_server(
-        &tools,
-        &flags,
-        &src.state,
-        &node.name,
-        &node.peer_url(),
-        true,
-    );
-    recovery::check_stale_moved_aside(&root);
+    recovery::check_recovered_kubeadm(&tools, &root, src, &node);
     Ok(())
 }
 
@@ -333,7 +316,7 @@ fn recover_a_host_from_s3(g: &Garage, dir: &Path) -> Result<()> {
 /// wrong secret is a clear 403 and changes nothing.
 fn recover_a_bare_host_from_an_s3_archive_with_flags(g: &Garage, dir: &Path) -> Result<()> {
     use rescue_tests::hostroot::{self, HostRoot, Node};
-    use rescue_tests::recovery::{self, MemberFlags};
+    use rescue_tests::recovery;
     let Some(tools) = rescue_tests::Tools::require() else {
         return Ok(());
     };
@@ -385,28 +368,12 @@ fn recover_a_bare_host_from_an_s3_archive_with_flags(g: &Garage, dir: &Path) -> 
             ("AWS_SECRET_ACCESS_KEY", g.secret.as_str()),
         ],
     );
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = recovery::output_text(&out);
     ensure!(out.status.success(), "{shown}");
     ensure!(shown.contains("deckhouse kube-backup"), "{shown}");
     ensure!(!shown.contains(&g.secret), "the secret reached the output");
     ensure!(root.join("etc/kubernetes/admin.conf").is_file());
-    let flags = MemberFlags::from(
-        root.path(),
-        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
-    );
-    recovery::check_server(
-        &tools,
-        &flags,
-        &src.state,
-        &node.name,
-        &node.peer_url(),
-        true,
-    );
-    recovery::check_stale_moved_aside(&root);
+    recovery::check_recovered_kubeadm(&tools, &root, src, &node);
     Ok(())
 }
 
@@ -415,7 +382,7 @@ fn recover_a_bare_host_from_an_s3_archive_with_flags(g: &Garage, dir: &Path) -> 
 /// shows in the output or the report. A tampered signature is a clear 403, nothing changed.
 fn recover_from_a_presigned_url(g: &Garage, dir: &Path) -> Result<()> {
     use rescue_tests::hostroot::{self, HostRoot, Node};
-    use rescue_tests::recovery::{self, MemberFlags};
+    use rescue_tests::recovery;
     let Some(tools) = rescue_tests::Tools::require() else {
         return Ok(());
     };
@@ -457,34 +424,17 @@ fn recover_from_a_presigned_url(g: &Garage, dir: &Path) -> Result<()> {
     );
 
     let out = recovery::recover_ok(root.path(), &["--source", &url, "--sha256", &sha]);
-    let shown = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let shown = recovery::output_text(&out);
     ensure!(
         !shown.contains(&signature),
         "the signature reached the output"
     );
-    let report_dir = std::fs::read_dir(root.join("var/log/rescue-init"))?
-        .next()
-        .context("report dir")??
-        .path();
     ensure!(
-        !std::fs::read_to_string(report_dir.join("report.json"))?.contains(&signature),
+        !recovery::report_json(&root)
+            .to_string()
+            .contains(&signature),
         "the signature reached the report"
     );
-    let flags = MemberFlags::from(
-        root.path(),
-        &recovery::parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
-    );
-    recovery::check_server(
-        &tools,
-        &flags,
-        &src.state,
-        &node.name,
-        &node.peer_url(),
-        true,
-    );
+    recovery::check_recovered_kubeadm(&tools, &root, src, &node);
     Ok(())
 }
