@@ -202,6 +202,17 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             let data_dir = a
                 .data_dir
                 .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", a.name)));
+            let mut opts = RestoreOptions::new(&a.file);
+            opts.data_dir = data_dir.clone();
+            opts.name = a.name;
+            opts.initial_cluster = a.initial_cluster;
+            opts.initial_advertise_peer_urls = a.initial_advertise_peer_urls;
+            opts.initial_cluster_token = a.initial_cluster_token;
+            opts.skip_hash_check = a.skip_hash_check;
+            opts.bump_revision = a.bump_revision;
+            opts.mark_compacted = a.mark_compacted;
+            // Flags and the target first: a typo must not cost a download.
+            snapshot::check_options(&opts)?;
             // A URL is fetched into a staging file beside the data dir (same filesystem),
             // removed when `fetched` is dropped; a local path is used in place.
             let fopts = a.fetch.options()?;
@@ -235,17 +246,11 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
                     fetched.sha256_hex()
                 )?;
             }
-            let mut opts = RestoreOptions::new(&fetched.path);
-            opts.data_dir = data_dir;
-            opts.name = a.name;
-            opts.initial_cluster = a.initial_cluster;
-            opts.initial_advertise_peer_urls = a.initial_advertise_peer_urls;
-            opts.initial_cluster_token = a.initial_cluster_token;
-            opts.skip_hash_check = a.skip_hash_check;
-            opts.bump_revision = a.bump_revision;
-            opts.mark_compacted = a.mark_compacted;
-            // A fetched copy is ours: restored in place rather than copied once more.
+            opts.snapshot = fetched.path.clone();
+            // A fetched copy is ours: restored in place rather than copied once more, its
+            // trailer already checked by the fetch's own hash pass.
             opts.consume = fetched.temporary;
+            opts.trailer_verified = fetched.temporary && fetched.trailer_ok;
             let r = snapshot::restore(&opts, &mut progress)?;
             writeln!(
                 out,

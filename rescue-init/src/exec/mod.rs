@@ -14,7 +14,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::discover::{KubeSource, Location};
-use crate::plan::{Plan, Step};
+use crate::plan::{Plan, Step, Trailer};
 use crate::progress::Progress;
 use crate::snapshot::{self, RestoreOptions, RestoreReport, SnapshotError, SnapshotFile};
 
@@ -157,15 +157,17 @@ fn run_step(
         Step::StageKubernetes { from, to } => {
             o.bytes = Some(stager.stage_kubernetes(from, to)?);
         }
-        Step::VerifySnapshot {
-            path,
-            skip_hash_check,
-        } => {
-            o.snapshot = Some(snapshot::status(path, *skip_hash_check, progress)?);
+        Step::VerifySnapshot { path, trailer } => {
+            let read_hash = *trailer == Trailer::Verify;
+            let mut st = snapshot::status(path, !read_hash, progress)?;
             // A plain snapshot must carry its trailer unless the plan says it is a raw db.
-            if !skip_hash_check && SnapshotFile::open(path)?.trailer.is_none() {
+            if *trailer != Trailer::None && SnapshotFile::open(path)?.trailer.is_none() {
                 return Err(SnapshotError::MissingHash { path: path.clone() }.into());
             }
+            if *trailer == Trailer::CheckedWhileFetching {
+                st.hash_trailer = snapshot::HashCheck::Verified;
+            }
+            o.snapshot = Some(st);
         }
         Step::MoveAside { from, to } => {
             fs::rename(from, to).map_err(io_err("moving aside", from))?;
@@ -195,6 +197,7 @@ fn run_step(
                 bump_revision: r.bump_revision,
                 mark_compacted: r.bump_revision > 0,
                 consume: false,
+                trailer_verified: false,
             };
             let existed = r.data_dir.exists();
             let report = snapshot::restore(&opts, progress)?;

@@ -21,10 +21,7 @@ pub enum Step {
     /// Build the backup's `/etc/kubernetes` content in the staging directory.
     StageKubernetes { from: KubeSource, to: PathBuf },
     /// Check a snapshot's sha256 trailer and bbolt structure.
-    VerifySnapshot {
-        path: PathBuf,
-        skip_hash_check: bool,
-    },
+    VerifySnapshot { path: PathBuf, trailer: Trailer },
     /// Rename a host path to a timestamped sibling on the same filesystem, then fsync.
     MoveAside { from: PathBuf, to: PathBuf },
     /// Rename a staged tree into its final place.
@@ -41,6 +38,19 @@ pub enum Step {
     Cleanup { path: PathBuf },
     /// Flush everything to disk.
     Sync,
+}
+
+/// How a snapshot's sha256 trailer is checked by [`Step::VerifySnapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Trailer {
+    /// Read the file and compare: the snapshot must carry a trailer.
+    Verify,
+    /// A raw db (or a data dir's db) has none: structure only.
+    None,
+    /// Checked in the pass that fetched the file into a directory only rescue-init writes:
+    /// structure only, the file is not read for the hash again.
+    CheckedWhileFetching,
 }
 
 /// Parameters of the native restore, as `etcdutl snapshot restore` takes them.
@@ -107,11 +117,17 @@ impl fmt::Display for Step {
                 };
                 write!(f, "{what} to {}", to.display())
             }
-            Step::VerifySnapshot { path, skip_hash_check } => write!(
+            Step::VerifySnapshot { path, trailer } => write!(
                 f,
                 "verify snapshot {}{}",
                 path.display(),
-                if *skip_hash_check { " (structure only: no sha256 trailer)" } else { "" }
+                match trailer {
+                    Trailer::Verify => "",
+                    Trailer::None => " (structure only: no sha256 trailer)",
+                    Trailer::CheckedWhileFetching => {
+                        " (structure; sha256 trailer checked while fetching)"
+                    }
+                }
             ),
             Step::MoveAside { from, to } => {
                 write!(f, "mv {} {} && fsync", from.display(), to.display())
@@ -249,7 +265,7 @@ mod tests {
             steps: vec![
                 Step::VerifySnapshot {
                     path: "/s/snap.db".into(),
-                    skip_hash_check: false,
+                    trailer: Trailer::Verify,
                 },
                 Step::MoveAside {
                     from: "/r/var/lib/etcd".into(),
@@ -286,7 +302,7 @@ mod tests {
                 },
                 Step::VerifySnapshot {
                     path: "/s".into(),
-                    skip_hash_check: false,
+                    trailer: Trailer::Verify,
                 },
             ],
         };

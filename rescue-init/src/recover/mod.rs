@@ -20,7 +20,7 @@ use crate::discover::client_tls::{self, ClientTls};
 use crate::discover::{self, Candidate, KubeSource, Layout, Location, ScanOptions};
 use crate::exec::{self, ExecError};
 use crate::pem::Pem;
-use crate::plan::{Plan, PlanError, RestoreEtcd, Step};
+use crate::plan::{Plan, PlanError, RestoreEtcd, Step, Trailer};
 use crate::progress::Progress;
 use crate::report::{compact_timestamp, FetchInfo, FileDiff, Outcome, Report};
 use crate::rewrite::{self, ConfigFile, FileKind, RewriteError, Target};
@@ -144,7 +144,7 @@ fn run(
     let ts = compact_timestamp(started);
 
     // 1. Discover (read-only).
-    let candidate = choose_backup(cfg, opts, root, report, progress)?;
+    let (candidate, trailer_checked) = choose_backup(cfg, opts, root, report, progress)?;
     let source_id = candidate.snapshot.to_string();
     report.source = Some(match &cfg.source {
         Some(SourceLocation::Url(u)) => {
@@ -162,7 +162,15 @@ fn run(
     // 2. Stage and verify: writes only into staging directories we create (outside the root
     //    for a dry run), removed again unless the recovery goes ahead.
     let staging = Staging::new(root, &ts, cfg.dry_run)?;
-    let result = stage_and_plan(cfg, root, &ts, &candidate, &staging, progress, report);
+    let result = stage_and_plan(
+        cfg,
+        root,
+        &ts,
+        (&candidate, &trailer_checked),
+        &staging,
+        progress,
+        report,
+    );
     let plan = match result {
         Ok(p) => p,
         Err(e) => {
@@ -246,7 +254,7 @@ fn choose_backup(
     root: &Path,
     report: &mut Report,
     progress: &mut Progress,
-) -> Result<Candidate, RecoverError> {
+) -> Result<(Candidate, Vec<PathBuf>), RecoverError> {
     let mut scan = ScanOptions {
         extra_dirs: opts.extra_dirs.clone(),
         skip_live_data_dir: true,
@@ -281,6 +289,9 @@ fn choose_backup(
                     let _ = fs::remove_dir_all(&dir);
                 })?;
             report.source = Some(u.redacted());
+            if info.trailer_verified {
+                scan.trailer_checked.push(fetched.clone());
+            }
             report.fetch = Some(info);
             scan.extra_dirs.push(dir.clone());
             scan.check_all = true;
@@ -331,10 +342,12 @@ fn choose_backup(
             reasons: reasons.join("; "),
         });
     }
-    chosen.ok_or_else(|| RecoverError::NoBackup {
-        root: root.to_path_buf(),
-        candidates: inv.to_string(),
-    })
+    chosen
+        .map(|c| (c, scan.trailer_checked.clone()))
+        .ok_or_else(|| RecoverError::NoBackup {
+            root: root.to_path_buf(),
+            candidates: inv.to_string(),
+        })
 }
 
 /// The timestamp of this run, from the report's start time.
@@ -489,6 +502,7 @@ fn fetch_source(
         from: src.describe(),
         bytes: fetched.len,
         sha256: fetched.sha256_hex(),
+        trailer_verified: fetched.temporary && fetched.trailer_ok,
         seconds: started.elapsed().as_secs_f64(),
         client_tls,
     };
@@ -599,7 +613,7 @@ fn stage_and_plan(
     cfg: &Config,
     root: &Path,
     ts: &str,
-    c: &Candidate,
+    (c, trailer_checked): (&Candidate, &[PathBuf]),
     staging: &Staging,
     progress: &mut Progress,
     report: &mut Report,
@@ -632,9 +646,16 @@ fn stage_and_plan(
         }
         _ => None,
     };
+    let trailer = if skip_hash {
+        Trailer::None
+    } else if trailer_checked.contains(&snapshot) {
+        Trailer::CheckedWhileFetching
+    } else {
+        Trailer::Verify
+    };
     prep.steps.push(Step::VerifySnapshot {
         path: snapshot.clone(),
-        skip_hash_check: skip_hash,
+        trailer,
     });
     let prepared =
         exec::apply(&prep, &BackupStager, ts, progress).map_err(RecoverError::Prepare)?;

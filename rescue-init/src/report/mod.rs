@@ -43,6 +43,8 @@ pub struct FetchInfo {
     pub from: String,
     pub bytes: u64,
     pub sha256: String,
+    /// The file ends with the sha256 of the rest (an etcd snapshot), checked in the same pass.
+    pub trailer_verified: bool,
     pub seconds: f64,
     /// Where the etcd client certificate came from when none was configured.
     pub client_tls: Option<String>,

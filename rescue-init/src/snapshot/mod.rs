@@ -8,7 +8,7 @@ mod restore;
 mod status;
 
 pub use input::{HashCheck, SnapshotFile};
-pub use restore::{restore, RestoreOptions, RestoreReport};
+pub use restore::{check_options, restore, RestoreOptions, RestoreReport};
 pub use status::{status, Status, StatusMember};
 
 use std::path::PathBuf;
@@ -44,7 +44,7 @@ pub enum SnapshotError {
     },
     #[error("snapshot {path} is not an etcd backend: bucket {bucket:?} is missing")]
     NotEtcd { path: PathBuf, bucket: &'static str },
-    #[error("invalid cluster flags: {0}")]
+    #[error("invalid cluster flags")]
     Cluster(#[from] ClusterError),
     #[error("invalid flags: {0}")]
     Flags(String),

@@ -23,7 +23,7 @@ use crate::formats::etcd::schema::{
     Revision, BUCKET_CLUSTER, BUCKET_KEY, BUCKET_MEMBERS, BUCKET_MEMBERS_REMOVED, BUCKET_META,
     META_CONSISTENT_INDEX, META_SCHEDULED_COMPACT, META_TERM,
 };
-use crate::formats::etcd::{snapfile, wal, InitialCluster};
+use crate::formats::etcd::{snapfile, wal, InitialCluster, Member};
 use crate::progress::Progress;
 
 /// Inputs of a restore, with etcdutl's flag names and defaults.
@@ -42,6 +42,9 @@ pub struct RestoreOptions {
     /// file): it is moved into the data dir and completed in place instead of copied, when it
     /// is on the same filesystem. It is gone after the restore, whether it succeeds or not.
     pub consume: bool,
+    /// The caller checked the sha256 trailer in the pass that wrote this file (a fetch): the
+    /// restore does not read the file again for it. Only for a file nobody else writes.
+    pub trailer_verified: bool,
 }
 
 impl RestoreOptions {
@@ -59,6 +62,7 @@ impl RestoreOptions {
             bump_revision: 0,
             mark_compacted: false,
             consume: false,
+            trailer_verified: false,
         }
     }
 }
@@ -77,13 +81,16 @@ pub struct RestoreReport {
     pub seconds: f64,
 }
 
-/// Restores `opts.snapshot` into `opts.data_dir`.
-pub fn restore(
-    opts: &RestoreOptions,
-    progress: &mut Progress,
-) -> Result<RestoreReport, SnapshotError> {
-    let started = Instant::now();
-    // 1. Flags, as etcdutl checks them.
+/// The checks of [`restore`] that need no snapshot: the flags, as etcdutl checks them, and
+/// the target directory. A caller that fetches the snapshot first runs these before the fetch,
+/// so that a typo does not cost a download.
+pub fn check_options(opts: &RestoreOptions) -> Result<(), SnapshotError> {
+    cluster_of(opts).map(|_| ())?;
+    check_target(&opts.data_dir)
+}
+
+/// The flags, checked; the cluster and this member.
+fn cluster_of(opts: &RestoreOptions) -> Result<(InitialCluster, Member), SnapshotError> {
     if opts.bump_revision > 0 && !opts.mark_compacted {
         return Err(SnapshotError::Flags(
             "--mark-compacted is required with --bump-revision (reads of older revisions must fail as compacted)".into(),
@@ -98,6 +105,17 @@ pub fn restore(
     let local = cluster
         .local(&opts.name, &opts.initial_advertise_peer_urls)?
         .clone();
+    Ok((cluster, local))
+}
+
+/// Restores `opts.snapshot` into `opts.data_dir`.
+pub fn restore(
+    opts: &RestoreOptions,
+    progress: &mut Progress,
+) -> Result<RestoreReport, SnapshotError> {
+    let started = Instant::now();
+    // 1. Flags, as etcdutl checks them.
+    let (cluster, local) = cluster_of(opts)?;
     check_target(&opts.data_dir)?;
 
     // 2. Open the input; the meta pages are checked here, the rest below.
@@ -163,8 +181,12 @@ pub fn restore(
     //    hash runs on while the rest is written and synced. Nothing leaves the temporary
     //    directory unless everything succeeds.
     let (before, after, bumped_to) = std::thread::scope(|s| {
-        let hasher =
-            s.spawn(|| snap.check_hash(opts.skip_hash_check, false, &mut Progress::hidden()));
+        let hasher = s.spawn(|| {
+            if opts.trailer_verified && snap.trailer.is_some() && !opts.skip_hash_check {
+                return Ok(HashCheck::Verified);
+            }
+            snap.check_hash(opts.skip_hash_check, false, &mut Progress::hidden())
+        });
         let hash_result =
             |h: std::thread::ScopedJoinHandle<'_, Result<HashCheck, SnapshotError>>| {
                 h.join().unwrap_or_else(|_| {

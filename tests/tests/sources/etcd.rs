@@ -228,6 +228,11 @@ fn recover_from_member(tls: Tls) -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(stdout.contains("RESCUE RESULT: OK"), "{stdout}");
     ensure!(stdout.contains("fetched from etcd://"), "{stdout}");
+    // The trailer was checked in the fetch's own pass: the file is not hashed again.
+    ensure!(
+        stdout.contains("sha256 trailer checked while fetching"),
+        "{stdout}"
+    );
     let report_dir = std::fs::read_dir(root.join("var/log/rescue-init"))?
         .next()
         .context("report dir")??
