@@ -196,7 +196,7 @@ fn run_step(
                 skip_hash_check: r.skip_hash_check,
                 bump_revision: r.bump_revision,
                 mark_compacted: r.bump_revision > 0,
-                consume: false,
+                consume: r.consume,
                 trailer_verified: false,
             };
             let existed = r.data_dir.exists();
@@ -400,6 +400,7 @@ mod tests {
                     token: "etcd-cluster".into(),
                     skip_hash_check: false,
                     bump_revision: 0,
+                    consume: false,
                 }),
             ],
         };

@@ -68,6 +68,9 @@ pub struct RestoreEtcd {
     pub skip_hash_check: bool,
     /// Revision bump with mark-compacted; 0 for none.
     pub bump_revision: u64,
+    /// The snapshot is rescue-init's own temporary copy (fetched or extracted): it becomes the
+    /// new db in place instead of being copied (see `RestoreOptions::consume`).
+    pub consume: bool,
 }
 
 impl Step {
@@ -256,6 +259,7 @@ mod tests {
             token: "etcd-cluster".into(),
             skip_hash_check: false,
             bump_revision: 1_000_000_000,
+            consume: false,
         })
     }
 

@@ -144,7 +144,7 @@ fn run(
     let ts = compact_timestamp(started);
 
     // 1. Discover (read-only).
-    let (candidate, trailer_checked) = choose_backup(cfg, opts, root, report, progress)?;
+    let (candidate, mut ours) = choose_backup(cfg, opts, root, report, progress)?;
     let source_id = candidate.snapshot.to_string();
     report.source = Some(match &cfg.source {
         Some(SourceLocation::Url(u)) => {
@@ -162,11 +162,12 @@ fn run(
     // 2. Stage and verify: writes only into staging directories we create (outside the root
     //    for a dry run), removed again unless the recovery goes ahead.
     let staging = Staging::new(root, &ts, cfg.dry_run)?;
+    ours.dirs.push(staging.var.clone());
     let result = stage_and_plan(
         cfg,
         root,
         &ts,
-        (&candidate, &trailer_checked),
+        (&candidate, &ours),
         &staging,
         progress,
         report,
@@ -254,12 +255,13 @@ fn choose_backup(
     root: &Path,
     report: &mut Report,
     progress: &mut Progress,
-) -> Result<(Candidate, Vec<PathBuf>), RecoverError> {
+) -> Result<(Candidate, Ours), RecoverError> {
     let mut scan = ScanOptions {
         extra_dirs: opts.extra_dirs.clone(),
         skip_live_data_dir: true,
         ..Default::default()
     };
+    let mut ours = Ours::default();
     let wanted: Option<PathBuf> = match &cfg.source {
         None => None,
         Some(SourceLocation::Path(given)) => {
@@ -291,7 +293,9 @@ fn choose_backup(
             report.source = Some(u.redacted());
             if info.trailer_verified {
                 scan.trailer_checked.push(fetched.clone());
+                ours.trailer_checked.push(fetched.clone());
             }
+            ours.dirs.push(dir.clone());
             report.fetch = Some(info);
             scan.extra_dirs.push(dir.clone());
             scan.check_all = true;
@@ -343,7 +347,7 @@ fn choose_backup(
         });
     }
     chosen
-        .map(|c| (c, scan.trailer_checked.clone()))
+        .map(|c| (c, ours))
         .ok_or_else(|| RecoverError::NoBackup {
             root: root.to_path_buf(),
             candidates: inv.to_string(),
@@ -559,6 +563,15 @@ fn write_marker(root: &Path, m: &Marker) -> Result<(), RecoverError> {
     })
 }
 
+/// What rescue-init itself put on the host in this run: directories whose files it may
+/// consume (the fetch and staging directories), and fetched files whose sha256 trailer it
+/// checked in the pass that wrote them.
+#[derive(Debug, Default)]
+struct Ours {
+    dirs: Vec<PathBuf>,
+    trailer_checked: Vec<PathBuf>,
+}
+
 /// Staging directories rescue-init creates: one beside `/etc/kubernetes` (so the staged tree
 /// can be renamed into place on the same filesystem) and one for the snapshot.
 struct Staging {
@@ -613,7 +626,7 @@ fn stage_and_plan(
     cfg: &Config,
     root: &Path,
     ts: &str,
-    (c, trailer_checked): (&Candidate, &[PathBuf]),
+    (c, ours): (&Candidate, &Ours),
     staging: &Staging,
     progress: &mut Progress,
     report: &mut Report,
@@ -648,7 +661,7 @@ fn stage_and_plan(
     };
     let trailer = if skip_hash {
         Trailer::None
-    } else if trailer_checked.contains(&snapshot) {
+    } else if ours.trailer_checked.contains(&snapshot) {
         Trailer::CheckedWhileFetching
     } else {
         Trailer::Verify
@@ -777,6 +790,9 @@ fn stage_and_plan(
             }
         }
     }
+    // A snapshot rescue-init fetched or extracted itself becomes the new db in place (no second
+    // copy of it written); the operator's own backup files are only ever read.
+    let consume = ours.dirs.iter().any(|d| snapshot_now.starts_with(d));
     plan.steps.push(Step::RestoreEtcd(RestoreEtcd {
         snapshot: snapshot_now,
         data_dir: data_dir.clone(),
@@ -789,6 +805,7 @@ fn stage_and_plan(
         // The restore still checks the whole structure before it writes.
         skip_hash_check: true,
         bump_revision: cfg.bump.revision(),
+        consume,
     }));
     report.written.push(data_dir.clone());
     for (f, dest) in &files {

@@ -78,6 +78,8 @@ pub struct RestoreReport {
     pub before: Status,
     pub after: Status,
     pub bumped_to: Option<u64>,
+    /// The input became the db in place (`RestoreOptions::consume` on the same filesystem).
+    pub consumed: bool,
     pub seconds: f64,
 }
 
@@ -312,6 +314,7 @@ pub fn restore(
         before,
         after,
         bumped_to,
+        consumed,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

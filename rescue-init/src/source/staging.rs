@@ -203,12 +203,13 @@ impl Staging {
         }
     }
 
-    /// fsyncs, checks `pin`, and hands the file over. On a mismatch the file is removed.
+    /// Checks `pin` and hands the file over. On a mismatch the file is removed.
     pub fn finish(mut self, shown: &str, pin: Option<&Sha256Pin>) -> Result<Fetched, SourceError> {
+        // No fsync here: the staged file is a temporary, worthless after a crash. What is made
+        // of it is synced by its maker (the restore syncs the data dir it builds, the inode of
+        // a consumed staging file included), so the rest of the writeback overlaps the
+        // restore's walk instead of being waited for.
         self.flusher.stop();
-        self.file
-            .sync_all()
-            .map_err(SourceError::staging("syncing", &self.path))?;
         let body = std::mem::take(&mut self.body);
         let tail = &self.tail[..self.tail_len];
         let mut whole = body.clone();

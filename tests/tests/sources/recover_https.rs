@@ -100,6 +100,14 @@ fn deckhouse_archive_over_https_with_a_token_recovers_a_bare_host() -> Result<()
         r["fetch"]
     );
     no_fetch_leftovers(&root)?;
+    // The snapshot extracted from the fetched archive is rescue-init's own copy: it became the
+    // db in place rather than being copied once more.
+    let consumed = r["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|s| s["restore"]["consumed"] == true);
+    ensure!(consumed, "{:#}", r["steps"]);
     // The archive's /etc/kubernetes is in place, and etcd starts from its rewritten manifest.
     ensure!(root.join("etc/kubernetes/admin.conf").is_file());
     recovery::check_recovered_kubeadm(&tools, &root, src, &node);
