@@ -163,6 +163,7 @@ impl FetchArgs {
 /// Entry point of the `rescue-init` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::logger::init_cli();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

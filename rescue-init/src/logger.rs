@@ -132,6 +132,20 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// The CLI's logger: stderr, warnings and errors by default (the results go to stdout), more
+/// with `RUST_LOG=info` or `debug`.
+pub fn init_cli() {
+    let level = match std::env::var("RUST_LOG").as_deref().map(str::trim) {
+        Ok("error") => log::LevelFilter::Error,
+        Ok("info") => log::LevelFilter::Info,
+        Ok("debug") => log::LevelFilter::Debug,
+        Ok("trace") => log::LevelFilter::Trace,
+        Ok("off") => log::LevelFilter::Off,
+        _ => log::LevelFilter::Warn,
+    };
+    install(Sink::Stderr, level);
+}
+
 /// Install the logger (once per process; later calls are ignored). Debug records are kept
 /// when `verbose` is set.
 pub fn init(target: Target, verbose: bool) {
@@ -148,6 +162,10 @@ pub fn init(target: Target, verbose: bool) {
     } else {
         log::LevelFilter::Info
     };
+    install(sink, max_level);
+}
+
+fn install(sink: Sink, max_level: log::LevelFilter) {
     let logger = LOGGER.get_or_init(|| Logger {
         sink: Mutex::new(sink),
         buffer: Mutex::new((Vec::new(), 0)),

@@ -468,19 +468,27 @@ pub fn check_kept(
     }
 }
 
-/// A kubeadm host recovered from `src` as `node`: etcd started with the flags of the
-/// rewritten `etc/kubernetes/manifests/etcd.yaml` serves one member and every key (see
-/// [`check_server`]), and the stale data dir was moved aside.
+/// A kubeadm host recovered from `src` as `node`: see [`check_recovered_host`].
 pub fn check_recovered_kubeadm(
     tools: &Tools,
     root: &HostRoot,
     src: &Source,
     node: &hostroot::Node,
 ) {
-    let flags = MemberFlags::from(
-        root.path(),
-        &parse_flags(&root.join("etc/kubernetes/manifests/etcd.yaml")),
-    );
+    check_recovered_host(tools, root, src, node, "etc/kubernetes/manifests/etcd.yaml");
+}
+
+/// A host recovered from `src` as `node`: etcd started with the flags of the rewritten etcd
+/// configuration `config` (a static pod manifest, kubeadmcfg.yaml, a unit or env file) serves
+/// one member and every key (see [`check_server`]), and the stale data dir was moved aside.
+pub fn check_recovered_host(
+    tools: &Tools,
+    root: &HostRoot,
+    src: &Source,
+    node: &hostroot::Node,
+    config: &str,
+) {
+    let flags = MemberFlags::from(root.path(), &parse_flags(&root.join(config)));
     check_server(
         tools,
         &flags,
