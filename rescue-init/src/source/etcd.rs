@@ -28,14 +28,23 @@ pub struct EtcdSource {
 }
 
 impl EtcdSource {
-    /// Needs the members' CA (`tls.etcd_ca`, else `tls.ca`); the client certificate and key
-    /// (both or neither) are needed by members that check client certificates, as kubeadm's do.
+    /// TLS with the members' CA (`tls.etcd_ca`, else `tls.ca`) and, for members that check
+    /// client certificates (kubeadm's do), the client certificate and key. With no TLS
+    /// material at all the members are asked over plain http (an etcd without TLS); only the
+    /// sha256 the member appends to the stream then vouches for it.
     pub fn new(endpoints: Vec<String>, opts: &SourceOptions) -> Result<Self, SourceError> {
         let no_ca = opts.tls.etcd_ca.is_none() && opts.tls.ca.is_none();
-        if no_ca || opts.tls.cert.is_some() != opts.tls.key.is_some() {
+        let no_client = opts.tls.cert.is_none() && opts.tls.key.is_none();
+        if (no_ca && !no_client) || opts.tls.cert.is_some() != opts.tls.key.is_some() {
             return Err(SourceError::EtcdNeedsTls {
                 url: format!("etcd://{}", endpoints.join(",")),
             });
+        }
+        if no_ca {
+            log::warn!(
+                "etcd://{}: no CA and no client certificate given or found; asking the members over plain http",
+                endpoints.join(",")
+            );
         }
         Ok(EtcdSource {
             endpoints,
@@ -49,7 +58,8 @@ impl EtcdSource {
         format!("etcd://{}", self.endpoints.join(","))
     }
 
-    fn tls_options(&self) -> Result<TlsOptions, SourceError> {
+    /// The TLS settings, or `None` for plain http (no CA given or found).
+    fn tls_options(&self) -> Result<Option<TlsOptions>, SourceError> {
         let read = |p: &Pem| -> Result<Vec<u8>, SourceError> {
             p.read().map_err(|source| SourceError::ClientCert {
                 pem: p.to_string(),
@@ -57,7 +67,7 @@ impl EtcdSource {
             })
         };
         let Some(ca) = self.tls.etcd_ca.as_ref().or(self.tls.ca.as_ref()) else {
-            return Err(SourceError::EtcdNeedsTls { url: self.url() });
+            return Ok(None);
         };
         let ca = ca.read().map_err(|source| SourceError::CaFile {
             pem: ca.to_string(),
@@ -67,20 +77,24 @@ impl EtcdSource {
         if let (Some(cert), Some(key)) = (&self.tls.cert, &self.tls.key) {
             tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
         }
-        Ok(tls)
+        Ok(Some(tls))
     }
 
     async fn fetch_one(
         &self,
         endpoint: &str,
-        tls: TlsOptions,
+        tls: Option<TlsOptions>,
         staging: &mut Staging,
         progress: &mut Progress,
     ) -> Result<(), Attempt> {
-        let url = format!("https://{endpoint}");
-        let opts = ConnectOptions::new()
-            .with_tls(tls)
-            .with_connect_timeout(self.connect_timeout);
+        let mut opts = ConnectOptions::new().with_connect_timeout(self.connect_timeout);
+        let url = match tls {
+            Some(tls) => {
+                opts = opts.with_tls(tls);
+                format!("https://{endpoint}")
+            }
+            None => format!("http://{endpoint}"),
+        };
         let secs = self.io_timeout.as_secs();
         let mut client =
             match tokio::time::timeout(self.connect_timeout, Client::connect([url], Some(opts)))

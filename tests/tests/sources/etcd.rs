@@ -85,10 +85,12 @@ fn no_member_reachable_lists_each_endpoint() -> Result<()> {
             .any(|n| n.starts_with(".rescue-fetch")),
         "staging removed"
     );
-    // Without client certificates the source says what to pass.
-    let e = source::open(&url, &SourceOptions::default())
-        .err()
-        .context("needs tls")?;
+    // A client certificate without the CA to check the members with: the source says what
+    // to pass. (No TLS material at all means an etcd without TLS: plain http.)
+    let mut half = SourceOptions::default();
+    half.tls.cert = Some(p.client_cert.clone().into());
+    half.tls.key = Some(p.client_key.clone().into());
+    let e = source::open(&url, &half).err().context("needs tls")?;
     ensure!(matches!(e, SourceError::EtcdNeedsTls { .. }), "{e:?}");
     Ok(())
 }
@@ -112,6 +114,14 @@ fn etcd_with_an_untrusted_client_fails_clearly() -> Result<()> {
     Ok(())
 }
 
+/// The host loses its etcd CA and its apiserver-etcd-client certificate.
+fn remove_host_etcd_client_files(root: &rescue_tests::hostroot::HostRoot) -> Result<()> {
+    let kube = root.join("etc/kubernetes");
+    std::fs::remove_dir_all(kube.join("pki/etcd"))?;
+    std::fs::remove_file(kube.join("pki/apiserver-etcd-client.crt"))?;
+    Ok(())
+}
+
 /// How a recovery from a member gets its TLS material.
 enum Tls {
     /// Paths in a plan file.
@@ -125,6 +135,8 @@ enum Tls {
     /// Nothing given and none on the host: a Deckhouse `kube-backup.tar.gz` on the host holds
     /// them.
     Backup,
+    /// A member without TLS, and no TLS material anywhere: plain http.
+    Plain,
 }
 
 /// `recover` from `etcd://` members (the first one dead): the snapshot streamed from the
@@ -144,7 +156,8 @@ fn recover_from_member(tls: Tls) -> Result<()> {
     };
     let tmp = tempfile::tempdir()?;
     let p = pki(tmp.path())?;
-    let e = Etcd::start(&bin, &tmp.path().join("m"), Some(&p))?;
+    let member_tls = (!matches!(tls, Tls::Plain)).then_some(&p);
+    let e = Etcd::start(&bin, &tmp.path().join("m"), member_tls)?;
     e.fill(20, 64 << 10)?;
     let want_keys = e.ctl(&["get", "", "--from-key", "--keys-only"])?;
     let dead = common::free_port()?;
@@ -197,17 +210,14 @@ fn recover_from_member(tls: Tls) -> Result<()> {
                 std::fs::copy(f, root.join("etc/kubernetes").join(rel))?;
             }
         }
+        Tls::Plain => {
+            std::fs::write(&plan, "")?;
+            remove_host_etcd_client_files(&root)?;
+        }
         Tls::Backup => {
             std::fs::write(&plan, "")?;
             // The host has lost its etcd client files; a backup of /etc/kubernetes has them.
-            for rel in ["pki/etcd", "pki/apiserver-etcd-client.crt"] {
-                let path = root.join("etc/kubernetes").join(rel);
-                if path.is_dir() {
-                    std::fs::remove_dir_all(&path)?;
-                } else {
-                    std::fs::remove_file(&path)?;
-                }
-            }
+            remove_host_etcd_client_files(&root)?;
             let scratch = HostRoot::new()?;
             let tree = scratch.join("kubernetes");
             hostroot::write_kubernetes_tree(&tree, &node)?;
@@ -309,4 +319,9 @@ fn recover_from_a_member_with_the_hosts_client_certificate() -> Result<()> {
 #[test]
 fn recover_from_a_member_with_the_client_certificate_of_a_backup() -> Result<()> {
     recover_from_member(Tls::Backup)
+}
+
+#[test]
+fn recover_from_a_member_without_tls() -> Result<()> {
+    recover_from_member(Tls::Plain)
 }
