@@ -79,6 +79,33 @@ fn deckhouse_archive_over_https_with_a_token_recovers_a_bare_host() -> Result<()
     let plan = w.tmp.path().join("plan.yaml");
     std::fs::write(&plan, format!("http_token: {TOKEN}\nsha256: {sha}\n"))?;
     let plan = plan.to_string_lossy().into_owned();
+    // A dry run fetches outside the host, prints the plan and leaves the host as it was.
+    let before = recovery::picture(root.path());
+    let tmpdir = tempfile::tempdir()?;
+    let dry = recovery::recover_with_tmpdir(
+        root.path(),
+        &[
+            "--plan",
+            &plan,
+            "--source",
+            &url,
+            "--cacert",
+            &ca,
+            "--dry-run",
+        ],
+        Some(tmpdir.path()),
+    );
+    let shown = recovery::output_text(&dry);
+    ensure!(dry.status.success(), "{shown}");
+    ensure!(
+        shown.contains("DRY RUN") && shown.contains("plan:"),
+        "{shown}"
+    );
+    recovery::assert_same_tree(&before, &recovery::picture(root.path()), "dry run");
+    ensure!(
+        std::fs::read_dir(tmpdir.path())?.next().is_none(),
+        "the dry run's fetch and staging directories are removed"
+    );
     let out = recovery::recover_ok(
         root.path(),
         &["--plan", &plan, "--source", &url, "--cacert", &ca],
