@@ -410,6 +410,8 @@ enum Via {
     /// PVH with the fleet network and a fixed SMBIOS UUID: rescue-init itself expands
     /// `${mac}` and `${uuid}` in the plan URL (no iPXE in between).
     PvhFleet,
+    /// An ISO (BIOS) with the fleet network whose medium carries the plan, and in it the CA.
+    IsoFleet,
 }
 
 /// The SMBIOS UUID of [`Via::PvhFleet`] (`-uuid`).
@@ -448,7 +450,7 @@ fn boot(how: Via, disk: Option<&Path>, keys: &str, work: &Path) -> Boot {
                 .arg("-append")
                 .arg(&append);
         }
-        Via::IsoBios | Via::IsoUefi => {
+        Via::IsoBios | Via::IsoUefi | Via::IsoFleet => {
             // The ISO's own console arguments come first; the test's keys are appended.
             // Files in `work/media`, if any, go onto the ISO.
             let media = work.join("media");
@@ -460,7 +462,17 @@ fn boot(how: Via, disk: Option<&Path>, keys: &str, work: &Path) -> Boot {
             if matches!(how, Via::IsoUefi) {
                 c.args(["-bios", OVMF]);
             }
-            c.args(["-nic", "none", "-boot", "d", "-cdrom"]).arg(iso);
+            if matches!(how, Via::IsoFleet) {
+                c.args(["-netdev", "user,id=n0"]).args([
+                    "-device",
+                    &format!("virtio-net-pci,netdev=n0,mac={FLEET_MAC}"),
+                    "-device",
+                    "virtio-rng-pci",
+                ]);
+            } else {
+                c.args(["-nic", "none"]);
+            }
+            c.args(["-boot", "d", "-cdrom"]).arg(iso);
         }
         Via::PxeFleet | Via::PxeFleetNoRng => {
             let tftp = pxe_dir(&append, &format!("{how:?}-tftp"));
@@ -1114,6 +1126,19 @@ fn pxe_fleet_plan_by_mac_https_snapshot_and_callback() {
     assert_eq!(b.code, Some(1), "{}", b.serial);
 }
 
+/// A plan on the boot medium (`build-iso.sh --add`), its CA inline: the network comes up
+/// because the plan names an https source and a callback, the snapshot is fetched, the host
+/// recovered and the report POSTed.
+#[test]
+fn iso_plan_on_the_medium_with_an_inline_ca_fetches_over_https() {
+    let Some(tools) = enabled("iso_plan_on_the_medium_with_an_inline_ca_fetches_over_https") else {
+        return;
+    };
+    let (b, _t) = fleet_case(&tools, Via::IsoFleet);
+    assert_eq!(b.code, Some(1), "{}", b.serial);
+    assert!(b.serial.contains("bringing up the network"), "{}", b.serial);
+}
+
 /// The fleet case with rescue-init expanding the plan URL itself: `${mac}` from the NIC that
 /// got the lease, `${uuid}` from /sys/class/dmi (QEMU `-uuid`); the plan's snapshot URL needs
 /// the plan's bearer token.
@@ -1212,11 +1237,8 @@ fn fleet_case(tools: &Tools, how: Via) -> (Boot, tempfile::TempDir) {
         ),
     };
     std::fs::write(www.join(".token"), TOKEN).expect("token");
-    std::fs::write(
-        www.join(plan_name),
-        format!("# plan of {FLEET_MAC}\nsource: {snapshot_url}\nsha256: {sha}\n{token}"),
-    )
-    .expect("plan");
+    let plan = format!("# plan of {FLEET_MAC}\nsource: {snapshot_url}\nsha256: {sha}\n{token}");
+    std::fs::write(www.join(plan_name), &plan).expect("plan");
     // No backup on the disk: the plan is the only way to one. The CA is on the host disk.
     let ca_pem = std::fs::read(&ca).expect("ca");
     let disk = broken_master_disk_with(
@@ -1226,11 +1248,24 @@ fn fleet_case(tools: &Tools, how: Via) -> (Boot, tempfile::TempDir) {
         None,
         &[("etc/rescue/ca.pem", ca_pem)],
     );
-    // The CA path is the host's: rescue-init finds it on the mounted host disk.
-    let keys = format!(
-        "rescue.test_exit=1 rescue.root=LABEL=hostroot ip=dhcp rescue.ca=/etc/rescue/ca.pem \
-         rescue.plan={base}/files/{template} rescue.callback={base}/callback"
-    );
+    // The CA path is the host's: rescue-init finds it on the mounted host disk. On the ISO,
+    // the plan sits on the medium with the CA inline and the callback in it: the network is
+    // brought up because of what the plan names.
+    let keys = match how {
+        Via::IsoFleet => {
+            let pem = String::from_utf8(std::fs::read(&ca).expect("ca")).expect("pem");
+            let inline = pem.trim_end().replace('\n', "\n  ");
+            put(
+                &t.path().join("media/fleet/plan.yaml"),
+                format!("{plan}callback: {base}/callback\nca: |\n  {inline}\n").as_bytes(),
+            );
+            "rescue.test_exit=1 rescue.root=LABEL=hostroot rescue.plan=/fleet/plan.yaml".to_owned()
+        }
+        _ => format!(
+            "rescue.test_exit=1 rescue.root=LABEL=hostroot ip=dhcp rescue.ca=/etc/rescue/ca.pem \
+             rescue.plan={base}/files/{template} rescue.callback={base}/callback"
+        ),
+    };
     let b = boot(how, Some(&disk.img), &keys, t.path());
     let _ = server.kill();
     let _ = server.wait();
