@@ -251,7 +251,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn Error>> {
             // A fetched copy is ours: restored in place rather than copied once more, its
             // trailer already checked by the fetch's own hash pass.
             opts.consume = fetched.temporary;
-            opts.trailer_verified = fetched.temporary && fetched.trailer_ok;
+            opts.trailer_verified = fetched.trailer_ok;
             let r = snapshot::restore(&opts, &mut progress)?;
             writeln!(
                 out,

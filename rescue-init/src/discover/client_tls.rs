@@ -9,7 +9,7 @@
 //!    backup first.
 //!
 //! Every file is read below the host root as in a chroot ([`super::resolve_in_root`]).
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::{resolve_in_root, KubeSource};
 use crate::archive::{self, Limits};
@@ -90,14 +90,20 @@ pub fn apiserver_etcd_flags(text: &str) -> Option<(String, String, String)> {
     ))
 }
 
-/// All three files below `root` (chroot-style), or `None`.
-fn files_in(root: &Path, ca: &str, cert: &str, key: &str) -> Option<(Pem, Pem, Pem)> {
+/// The three files below `root` (chroot-style) as a [`ClientTls`] found in `from`, or `None`
+/// unless all three exist.
+fn files_in(
+    root: &Path,
+    [ca, cert, key]: [&str; 3],
+    from: impl FnOnce() -> String,
+) -> Option<ClientTls> {
     let find = |p: &str| resolve_in_root(root, Path::new(p)).filter(|f| f.is_file());
-    Some((
-        Pem::File(find(ca)?),
-        Pem::File(find(cert)?),
-        Pem::File(find(key)?),
-    ))
+    Some(ClientTls {
+        ca: Pem::File(find(ca)?),
+        cert: Pem::File(find(cert)?),
+        key: Pem::File(find(key)?),
+        from: from(),
+    })
 }
 
 /// The client certificate the host itself has (steps 1 and 2).
@@ -110,39 +116,28 @@ pub fn on_host(root: &Path) -> Option<ClientTls> {
             continue;
         };
         if let Some((ca, cert, key)) = apiserver_etcd_flags(&text) {
-            if let Some((ca, cert, key)) = files_in(root, &ca, &cert, &key) {
-                return Some(ClientTls {
-                    ca,
-                    cert,
-                    key,
-                    from: format!("the etcd client files of the host's /{manifest}"),
-                });
+            let found = files_in(root, [&ca, &cert, &key], || {
+                format!("the etcd client files of the host's /{manifest}")
+            });
+            if found.is_some() {
+                return found;
             }
         }
     }
-    let kube = PathBuf::from("etc/kubernetes");
-    for (what, ca, cert, key) in KUBE_DIR_FILES {
-        let [ca, cert, key] = [ca, cert, key].map(|p| kube.join(p).to_string_lossy().into_owned());
-        if let Some((ca, cert, key)) = files_in(root, &ca, &cert, &key) {
-            return Some(ClientTls {
-                ca,
-                cert,
-                key,
-                from: format!("{what} on the host"),
-            });
-        }
-    }
-    for (what, ca, cert, key) in ROOT_FILES {
-        if let Some((ca, cert, key)) = files_in(root, ca, cert, key) {
-            return Some(ClientTls {
-                ca,
-                cert,
-                key,
-                from: format!("{what} on the host"),
-            });
-        }
-    }
-    openshift_on_host(root)
+    let kube = Path::new("etc/kubernetes");
+    KUBE_DIR_FILES
+        .iter()
+        .find_map(|(what, ca, cert, key)| {
+            let [ca, cert, key] =
+                [ca, cert, key].map(|p| kube.join(p).to_string_lossy().into_owned());
+            files_in(root, [&ca, &cert, &key], || format!("{what} on the host"))
+        })
+        .or_else(|| {
+            ROOT_FILES.iter().find_map(|(what, ca, cert, key)| {
+                files_in(root, [ca, cert, key], || format!("{what} on the host"))
+            })
+        })
+        .or_else(|| openshift_on_host(root))
 }
 
 /// OpenShift: `static-pod-resources/kube-apiserver-pod-<N>/` of the highest `N`, with
@@ -159,37 +154,26 @@ fn openshift_on_host(root: &Path) -> Option<ClientTls> {
         })
         .max()?;
     let base = format!("etc/kubernetes/static-pod-resources/{}", newest.1);
-    let (ca, cert, key) = files_in(
+    files_in(
         root,
-        &format!("{base}/configmaps/etcd-serving-ca/ca-bundle.crt"),
-        &format!("{base}/secrets/etcd-client/tls.crt"),
-        &format!("{base}/secrets/etcd-client/tls.key"),
-    )?;
-    Some(ClientTls {
-        ca,
-        cert,
-        key,
-        from: format!("openshift etcd-client of {} on the host", newest.1),
-    })
+        [
+            &format!("{base}/configmaps/etcd-serving-ca/ca-bundle.crt"),
+            &format!("{base}/secrets/etcd-client/tls.crt"),
+            &format!("{base}/secrets/etcd-client/tls.key"),
+        ],
+        || format!("openshift etcd-client of {} on the host", newest.1),
+    )
 }
 
 /// The client certificate in a backup's `/etc/kubernetes` (step 3). Archive members are read
 /// into memory (capped) and returned inline; nothing is written.
 pub fn in_backup(kube: &KubeSource) -> Result<Option<ClientTls>, archive::ArchiveError> {
     match kube {
-        KubeSource::Dir { path } => {
-            for (what, ca, cert, key) in KUBE_DIR_FILES {
-                if let Some((ca, cert, key)) = files_in(path, ca, cert, key) {
-                    return Ok(Some(ClientTls {
-                        ca,
-                        cert,
-                        key,
-                        from: format!("{what} of the backup {}", path.display()),
-                    }));
-                }
-            }
-            Ok(None)
-        }
+        KubeSource::Dir { path } => Ok(KUBE_DIR_FILES.iter().find_map(|(what, ca, cert, key)| {
+            files_in(path, [ca, cert, key], || {
+                format!("{what} of the backup {}", path.display())
+            })
+        })),
         KubeSource::Archive { archive, prefix } => {
             // `prefix` is the tree's directory in the archive, without a trailing `/`.
             let member = |p: &str| {
@@ -207,7 +191,7 @@ pub fn in_backup(kube: &KubeSource) -> Result<Option<ClientTls>, archive::Archiv
             let found = archive::read_small_members(archive, &names, MAX_PEM, &Limits::SNAPSHOT)?;
             let text = |p: &str| -> Option<Pem> {
                 let bytes = found.get(&archive::display_name(member(p).as_bytes()))?;
-                let s = String::from_utf8(bytes.clone()).ok()?;
+                let s = std::str::from_utf8(bytes).ok()?;
                 s.parse().ok().filter(|p| matches!(p, Pem::Inline(_)))
             };
             for (what, ca, cert, key) in KUBE_DIR_FILES {

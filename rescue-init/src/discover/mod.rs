@@ -983,54 +983,40 @@ pub fn check_snapshot(
     opts: &ScanOptions,
 ) -> Result<SnapshotReport, archive::ArchiveError> {
     match loc {
-        Location::File { path } if opts.trailer_checked.contains(path) => {
-            let head_only = ScanOptions {
-                verify_hash: false,
-                trailer_checked: Vec::new(),
-                ..opts.clone()
-            };
-            let mut r = check_snapshot(loc, &head_only)?;
-            r.hash = HashCheck::Matches;
-            return Ok(r);
-        }
-        _ => {}
-    }
-    let mut check = SnapshotCheck::new(opts.verify_hash);
-    match loc {
         Location::File { path } => {
+            // A file whose trailer was checked while it was written is read for its head only.
+            let checked = opts.trailer_checked.contains(path);
+            let complete = opts.verify_hash && !checked;
+            let mut check = SnapshotCheck::new(complete);
             let mut f = fs::File::open(path).map_err(|source| archive::ArchiveError::Open {
                 path: path.clone(),
                 source,
             })?;
-            if opts.verify_hash {
-                io::copy(&mut f, &mut check).map_err(|source| archive::ArchiveError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+            let read = |source| archive::ArchiveError::Read {
+                path: path.clone(),
+                source,
+            };
+            if complete {
+                io::copy(&mut f, &mut check).map_err(read)?;
             } else {
                 let mut head = Vec::new();
                 f.by_ref()
                     .take(70 << 10)
                     .read_to_end(&mut head)
-                    .map_err(|source| archive::ArchiveError::Read {
-                        path: path.clone(),
-                        source,
-                    })?;
-                io::Write::write_all(&mut check, &head).map_err(|source| {
-                    archive::ArchiveError::Read {
-                        path: path.clone(),
-                        source,
-                    }
-                })?;
+                    .map_err(read)?;
+                io::Write::write_all(&mut check, &head).map_err(read)?;
             }
-            let complete = opts.verify_hash;
             let mut r = check.finish(complete);
             if !complete {
                 r.size = fs::metadata(path).map(|m| m.len()).unwrap_or(r.size);
             }
+            if checked {
+                r.hash = HashCheck::Matches;
+            }
             Ok(r)
         }
         Location::Member { archive, member } => {
+            let mut check = SnapshotCheck::new(opts.verify_hash);
             archive::stream_member(archive, member, &mut check, &opts.archive_limits)?;
             Ok(check.finish(true))
         }

@@ -16,7 +16,7 @@ use thiserror::Error;
 use crate::discover::{KubeSource, Location};
 use crate::plan::{Plan, Step, Trailer};
 use crate::progress::Progress;
-use crate::snapshot::{self, RestoreOptions, RestoreReport, SnapshotError, SnapshotFile};
+use crate::snapshot::{self, RestoreOptions, RestoreReport, SnapshotError};
 
 /// Staging of backup contents, provided by the caller (archives and copies in production).
 pub trait Stager {
@@ -160,8 +160,9 @@ fn run_step(
         Step::VerifySnapshot { path, trailer } => {
             let read_hash = *trailer == Trailer::Verify;
             let mut st = snapshot::status(path, !read_hash, progress)?;
-            // A plain snapshot must carry its trailer unless the plan says it is a raw db.
-            if *trailer != Trailer::None && SnapshotFile::open(path)?.trailer.is_none() {
+            // A plain snapshot must carry its trailer unless the plan says it is a raw db
+            // (the status says `Absent` exactly when the file has none).
+            if *trailer != Trailer::None && st.hash_trailer == snapshot::HashCheck::Absent {
                 return Err(SnapshotError::MissingHash { path: path.clone() }.into());
             }
             if *trailer == Trailer::CheckedWhileFetching {

@@ -143,7 +143,7 @@ pub fn run_from_cmdline(
         let url = fleet::expand(u.expose(), &vars)?;
         let shown = source::redact(&url);
         log::info!("recover: fetching the plan {shown}");
-        let doc = fleet::fetch_document(&url, &source_options(&cfg, &bases)?)?;
+        let doc = fleet::fetch_document(&url, &source_options(&cfg, &bases))?;
         let text = String::from_utf8(doc).map_err(|_| format!("plan {shown} is not utf-8 text"))?;
         let plan = Settings::from_plan_yaml(&text, &shown)?;
         let secrets = plan.secret_keys();
@@ -169,13 +169,13 @@ pub fn run_from_cmdline(
     let value = serde_json::to_value(&report).unwrap_or_default();
     if let Some(cb) = &cfg.callback {
         let json = value.to_string();
-        match source_options(&cfg, &bases)
-            .map_err(|e| e.to_string())
-            .and_then(|o| {
-                fleet::post_report(cb.expose(), &json, &o).map_err(|e| crate::cli::chain(&e))
-            }) {
+        match fleet::post_report(cb.expose(), &json, &source_options(&cfg, &bases)) {
             Ok(status) => log::info!("recover: report sent to {} (HTTP {status})", cb.redacted()),
-            Err(e) => log::warn!("recover: report not sent to {}: {e}", cb.redacted()),
+            Err(e) => log::warn!(
+                "recover: report not sent to {}: {}",
+                cb.redacted(),
+                crate::cli::chain(&e)
+            ),
         }
     }
     match result {

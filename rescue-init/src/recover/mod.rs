@@ -293,7 +293,6 @@ fn choose_backup(
             report.source = Some(u.redacted());
             if info.trailer_verified {
                 scan.trailer_checked.push(fetched.clone());
-                ours.trailer_checked.push(fetched.clone());
             }
             ours.dirs.push(dir.clone());
             report.fetch = Some(info);
@@ -346,6 +345,7 @@ fn choose_backup(
             reasons: reasons.join("; "),
         });
     }
+    ours.trailer_checked = scan.trailer_checked;
     chosen
         .map(|c| (c, ours))
         .ok_or_else(|| RecoverError::NoBackup {
@@ -381,17 +381,11 @@ pub(crate) fn pem_bases<'a>(root: &'a Path, opts: &'a RecoverOptions) -> Vec<&'a
 
 /// Source options from the configuration (secrets exposed only here, to the fetcher). PEM
 /// paths are found as given, else below `bases` (see [`Pem::resolve`]).
-pub(crate) fn source_options(
-    cfg: &Config,
-    bases: &[&Path],
-) -> Result<source::SourceOptions, RecoverError> {
-    let bad =
-        |e: source::SourceError| RecoverError::Source("--sha256".into(), crate::cli::chain(&e));
-    let mut o = source::SourceOptions::default();
-    if let Some(h) = &cfg.sha256 {
-        let hex: String = h.0.iter().map(|b| format!("{b:02x}")).collect();
-        o.sha256 = Some(source::Sha256Pin::parse(&hex).map_err(bad)?);
-    }
+pub(crate) fn source_options(cfg: &Config, bases: &[&Path]) -> source::SourceOptions {
+    let mut o = source::SourceOptions {
+        sha256: cfg.sha256.as_ref().map(|h| source::Sha256Pin(h.0)),
+        ..source::SourceOptions::default()
+    };
     let resolve = |p: &Option<Pem>| p.as_ref().map(|p| p.resolve(bases));
     o.tls.ca = resolve(&cfg.ca);
     o.tls.etcd_ca = resolve(&cfg.etcd_tls.cacert);
@@ -415,7 +409,7 @@ pub(crate) fn source_options(
         }),
         _ => source::S3Credentials::from_env(),
     };
-    Ok(o)
+    o
 }
 
 /// For an `etcd://` source without a configured client certificate: the host's own, else one
@@ -468,7 +462,7 @@ fn fetch_source(
     dir: &Path,
     progress: &mut Progress,
 ) -> Result<(PathBuf, FetchInfo), RecoverError> {
-    let mut sopts = source_options(cfg, &pem_bases(root, opts))?;
+    let mut sopts = source_options(cfg, &pem_bases(root, opts));
     let fail = RecoverError::Fetch;
     let mut client_tls = None;
     if matches!(
@@ -506,7 +500,7 @@ fn fetch_source(
         from: src.describe(),
         bytes: fetched.len,
         sha256: fetched.sha256_hex(),
-        trailer_verified: fetched.temporary && fetched.trailer_ok,
+        trailer_verified: fetched.trailer_ok,
         seconds: started.elapsed().as_secs_f64(),
         client_tls,
     };

@@ -102,7 +102,7 @@ pub fn fetch_document(url: &str, opts: &SourceOptions) -> Result<Vec<u8>, Source
         .map_err(|e| send_error(e, &shown, opts))?;
     let status = resp.status();
     if status != StatusCode::OK {
-        return Err(status_error(&shown, status, token.is_some()));
+        return Err(status_error(&shown, &u, status, "", token.is_some()));
     }
     let mut body = Vec::new();
     resp.take(MAX_PLAN_BYTES + 1)
@@ -139,7 +139,7 @@ pub fn post_report(url: &str, json: &str, opts: &SourceOptions) -> Result<u16, S
         let retry_reason: Box<dyn std::error::Error + Send + Sync> = match sent {
             Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
             Ok(r) if r.status().is_server_error() => format!("HTTP {}", r.status()).into(),
-            Ok(r) => return Err(status_error(&shown, r.status(), token.is_some())),
+            Ok(r) => return Err(status_error(&shown, &u, r.status(), "", token.is_some())),
             Err(e) => match classify(e, &shown, opts.max_redirects) {
                 Failure::Fatal(SourceError::Connect { source, .. }) => source,
                 Failure::Fatal(f) => return Err(f),

@@ -407,22 +407,34 @@ pub(crate) fn bearer<'a>(
     }
 }
 
-/// The error for a non-success status of a plain http(s) request.
-pub(crate) fn status_error(shown: &str, status: StatusCode, token: bool) -> SourceError {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => SourceError::HttpAuth {
+/// The error for a non-success status of a plain http(s) request to `url`; `body` is what the
+/// server said (S3 names its refusal of a presigned URL there), `token` whether a bearer token
+/// was sent.
+pub(crate) fn status_error(
+    shown: &str,
+    url: &Url,
+    status: StatusCode,
+    body: &str,
+    token: bool,
+) -> SourceError {
+    if !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        return SourceError::HttpStatus {
             url: shown.to_string(),
             status: status.as_u16(),
-            hint: if token {
-                "the bearer token (http_token) was refused; check it".into()
-            } else {
-                "the server wants credentials: give a bearer token (http_token in the plan or rescue.http_token=) or a presigned URL".into()
-            },
-        },
-        _ => SourceError::HttpStatus {
-            url: shown.to_string(),
-            status: status.as_u16(),
-        },
+        };
+    }
+    let hint = if is_presigned(url) {
+        let code = super::s3::tag(body, "Code").unwrap_or_else(|| "refused".into());
+        format!("the presigned URL was refused ({code}): it expired or its signature does not match; presign it again")
+    } else if token {
+        "the bearer token (http_token) was refused; check it".into()
+    } else {
+        "the server wants credentials: give a bearer token (http_token in the plan or rescue.http_token=) or a presigned URL".into()
+    };
+    SourceError::HttpAuth {
+        url: shown.to_string(),
+        status: status.as_u16(),
+        hint,
     }
 }
 
@@ -450,19 +462,9 @@ impl super::SnapshotSource for HttpSource {
     fn fetch(&self, staging: &mut Staging, progress: &mut Progress) -> Result<(), SourceError> {
         let shown = self.shown.clone();
         let token = self.opts.http_token.as_ref();
-        let presigned = is_presigned(&self.url);
-        let on_error = move |status: StatusCode, body: &str| match status {
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED if presigned => {
-                let code = super::s3::tag(body, "Code").unwrap_or_else(|| "refused".into());
-                SourceError::HttpAuth {
-                    url: shown.clone(),
-                    status: status.as_u16(),
-                    hint: format!(
-                        "the presigned URL was refused ({code}): it expired or its signature does not match; presign it again"
-                    ),
-                }
-            }
-            _ => status_error(&shown, status, token.is_some()),
+        let url = &self.url;
+        let on_error = move |status: StatusCode, body: &str| {
+            status_error(&shown, url, status, body, token.is_some())
         };
         download(
             &self.client,

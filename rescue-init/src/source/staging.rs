@@ -9,7 +9,8 @@
 //! (the pin). The restore then need not read the file again to check the trailer.
 //!
 //! Writeback to the disk starts while the download goes on (a flusher thread syncs the data
-//! written so far every [`FLUSH_EVERY`] bytes), so the final sync finds little left to write.
+//! written so far every [`FLUSH_EVERY`] bytes), so the sync of what is made of the file finds
+//! little left to write.
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -43,9 +44,10 @@ pub struct Staging {
     flusher: Flusher,
 }
 
-/// Syncs the staging file's data in the background: `kick` asks for a sync (coalesced while
-/// one runs), so writeback overlaps the download instead of all waiting for the end. Its
-/// errors are not reported here: the final `sync_all` reports any.
+/// Syncs the staging file's data in the background: every [`FLUSH_EVERY`] bytes written ask
+/// for a sync (coalesced while one runs), so writeback overlaps the download instead of all
+/// waiting for the end. Its errors are not reported here: the sync of whatever is made of the
+/// file (the restored data dir) reports any.
 struct Flusher {
     tx: Option<std::sync::mpsc::SyncSender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -256,7 +258,8 @@ pub struct Fetched {
     /// file only when pinned).
     pub sha256: [u8; 32],
     /// The last 32 bytes are the sha256 of the rest, as in an `etcdctl snapshot save` file
-    /// (checked in the fetch's own pass; always false for a local file, which is not read).
+    /// (checked in the fetch's own pass; always false for a local file used in place, which
+    /// is not read for it).
     pub trailer_ok: bool,
     /// The file is a staging copy (removed on drop), not the user's own file.
     pub temporary: bool,
